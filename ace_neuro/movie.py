@@ -45,6 +45,7 @@ class Movie:
     frame_rate: float
     attrs: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)  # side arrays (shifts, template, ...), lazy
 
     @property
     def n_frames(self) -> int:
@@ -71,6 +72,8 @@ class MovieStream:
     frame_rate: float
     attrs: dict[str, Any] = field(default_factory=dict)
     extras: Callable[[], Mapping[str, np.ndarray]] | None = None
+    #: called by the storage layer with the stored (lazy) movie; returns metadata to record
+    describe: Callable[["Movie"], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+"""Dagster resources: storage IO managers and the lab's project folder."""
+from .io_managers import ParquetIOManager, ZarrIOManager, default_storage_root
+from .project import ProjectResource, env_project_resource
+
+__all__ = ["ParquetIOManager", "ProjectResource", "ZarrIOManager", "default_storage_root", "env_project_resource"]

@@ -1,0 +1,179 @@
+"""A CSV scanner that remembers where every field is, so a file can be edited in place.
+
+The lab's CSV files are edited by hand in Excel and LibreOffice. When the platform
+writes one value back (interactive crop coordinates) every other byte must stay as
+it was: quoting, line endings, a byte-order mark, trailing empty rows. Python's
+``csv`` module re-serialises whole rows, so we scan the text ourselves and keep
+the raw span of every field.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class CsvFormatError(ValueError):
+    """The file is not CSV we can read (e.g. an unterminated quote)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One CSV record (a logical row; may span several physical lines if a cell is quoted)."""
+
+    line: int  # 1-based physical line where the record starts (the header is line 1)
+    start: int  # offset of the record's first character in the text
+    end: int  # offset just past the record's content (before its line terminator)
+    terminator: str  # "\r\n", "\n", "\r" or "" (last record without newline)
+    spans: tuple[tuple[int, int], ...]  # raw [start, end) of every field
+    values: tuple[str, ...]  # unquoted field values
+
+
+@dataclass(frozen=True)
+class CsvText:
+    """A CSV file's text and its scanned records."""
+
+    path: Path
+    text: str
+    bom: bool
+    records: tuple[Record, ...]
+
+    @property
+    def header(self) -> tuple[str, ...]:
+        return tuple(v.strip() for v in self.records[0].values) if self.records else ()
+
+    def rows(self) -> list[Record]:
+        return list(self.records[1:])
+
+
+def read_csv_text(path: str | os.PathLike) -> CsvText:
+    """Read and scan a CSV file, keeping its exact text."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found. Check the project path.") from None
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    try:
+        text = raw[3:].decode("utf-8") if bom else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")  # files saved by Excel on Windows
+    return CsvText(path=path, text=text, bom=bom, records=tuple(scan_records(text, path)))
+
+
+def scan_records(text: str, path: Path | str = "<csv>") -> list[Record]:
+    """Split CSV text into records with the raw span of every field (RFC 4180 quoting)."""
+    records: list[Record] = []
+    i, n, line = 0, len(text), 1
+    while i < n:
+        rec_start, rec_line = i, line
+        spans: list[tuple[int, int]] = []
+        values: list[str] = []
+        while True:
+            f_start = i
+            if i < n and text[i] == '"':
+                i += 1
+                buf = []
+                while True:
+                    if i >= n:
+                        raise CsvFormatError(f"{path}: line {rec_line}: a quoted cell is never closed. "
+                                             f"Open the file in a spreadsheet program and save it again.")
+                    c = text[i]
+                    if c == '"':
+                        if i + 1 < n and text[i + 1] == '"':
+                            buf.append('"')
+                            i += 2
+                            continue
+                        i += 1
+                        break
+                    if c == "\n":
+                        line += 1
+                    buf.append(c)
+                    i += 1
+                # anything after the closing quote up to the delimiter is kept verbatim
+                while i < n and text[i] not in ",\r\n":
+                    buf.append(text[i])
+                    i += 1
+                value = "".join(buf)
+            else:
+                while i < n and text[i] not in ",\r\n":
+                    i += 1
+                value = text[f_start:i]
+            spans.append((f_start, i))
+            values.append(value)
+            if i < n and text[i] == ",":
+                i += 1
+                continue
+            break
+        rec_end = i
+        if text.startswith("\r\n", i):
+            term = "\r\n"
+        elif i < n:
+            term = text[i]
+        else:
+            term = ""
+        i += len(term)
+        if term:
+            line += 1
+        records.append(Record(rec_line, rec_start, rec_end, term, tuple(spans), tuple(values)))
+    return records
+
+
+def quote_field(value: str) -> str:
+    """Quote a value the way spreadsheet programs do: only when it needs it."""
+    if any(c in value for c in ',"\r\n') or value != value.strip():
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def set_cell(csv: CsvText, record_index: int, column: str, value: str) -> str:
+    """Return the file's new text with one cell set; every other byte unchanged.
+
+    If ``column`` is missing it is appended: the header gains the name and every
+    other record gains one empty field (the only change to those records).
+    """
+    header = csv.header
+    pieces: list[str] = []
+    pos = 0
+    new_field = quote_field(value)
+    if column in header:
+        col = header.index(column)
+        rec = csv.records[record_index]
+        if col < len(rec.spans):
+            s, e = rec.spans[col]
+            return csv.text[:s] + new_field + csv.text[e:]
+        # the record is shorter than the header: pad it with empty fields
+        pad = "," * (col - len(rec.spans) + 1)
+        return csv.text[:rec.end] + pad + new_field + csv.text[rec.end:]
+    ncols = len(header)
+    for idx, rec in enumerate(csv.records):
+        pieces.append(csv.text[pos:rec.end])
+        pad = "," * max(0, ncols - len(rec.spans))
+        if idx == 0:
+            pieces.append(pad + "," + quote_field(column))
+        elif idx == record_index:
+            pieces.append(pad + "," + new_field)
+        elif any(v.strip() for v in rec.values):
+            pieces.append(pad + ",")
+        pos = rec.end
+    pieces.append(csv.text[pos:])
+    return "".join(pieces)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, bom: bool = False) -> None:
+    """Write text beside the target and rename it into place (never a half-written file)."""
+    path = Path(path)
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

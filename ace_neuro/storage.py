@@ -1,0 +1,278 @@
+"""Storing stage outputs: movies and array bundles in zarr, tables in parquet. Atomic, no pickle.
+
+Every write goes to a hidden sibling (``.<name>.tmp-<id>``) and is renamed into
+place only once complete, and a zarr group is marked ``complete`` as its last
+attribute; so a killed run leaves either the previous output or nothing that
+loads, never a half-written asset.
+
+Layout of a movie group::
+
+    frames   (T, H, W) chunked along frames, compressed losslessly
+    times    (T,) seconds
+    extras/  small side arrays (shifts, template, ...)
+    attrs:   frame_rate, shape, dtype, complete, kind="movie", ...
+
+A disabled stage stores an *alias*: a group with ``alias_of`` pointing at its
+input's group, so no movie is copied.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .movie import Movie, MovieAlias, MovieStream
+
+DEFAULT_CHUNK_FRAMES = 128
+
+
+class StorageError(RuntimeError):
+    """A stored output is missing, incomplete or not what was expected."""
+
+
+class ArrayBundle(Protocol):
+    """A result that stores itself as named arrays + JSON attributes (e.g. CNMF-E estimates)."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path; on success rename it to ``final`` (replacing any old one)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        old = None
+        if final.exists() or final.is_symlink():
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            _remove(old)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """Attributes as JSON (numpy scalars and tuples converted)."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+# ---------------------------------------------------------------------------------- movies
+class _AlignedWriter:
+    """Buffers incoming blocks so zarr chunks are written whole, once."""
+
+    def __init__(self, array, chunk_frames: int):
+        self.array, self.chunk = array, chunk_frames
+        self.pos = 0
+        self.buf: list[np.ndarray] = []
+        self.nbuf = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.buf.append(block)
+        self.nbuf += len(block)
+        if self.nbuf >= self.chunk:
+            data = np.concatenate(self.buf) if len(self.buf) > 1 else self.buf[0]
+            n_whole = (len(data) // self.chunk) * self.chunk
+            self.array[self.pos:self.pos + n_whole] = data[:n_whole]
+            self.pos += n_whole
+            rest = data[n_whole:]
+            self.buf, self.nbuf = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> int:
+        if self.nbuf:
+            data = np.concatenate(self.buf)
+            self.array[self.pos:self.pos + len(data)] = data
+            self.pos += len(data)
+            self.buf, self.nbuf = [], 0
+        return self.pos
+
+
+def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                attrs: Mapping[str, Any] | None = None) -> Path:
+    """Consume a :class:`MovieStream` into a zarr group at ``path``, atomically."""
+    import zarr
+
+    path = Path(path)
+    t, h, w = (int(s) for s in stream.shape)
+    with atomic_path(path) as tmp:
+        g = zarr.open_group(str(tmp), mode="w")
+        frames = g.create_array("frames", shape=(t, h, w), chunks=(min(chunk_frames, max(t, 1)), h, w),
+                                dtype=np.dtype(stream.dtype))
+        writer = _AlignedWriter(frames, min(chunk_frames, max(t, 1)))
+        total = np.zeros((h, w), dtype=np.float64)
+        peak = np.full((h, w), -np.inf, dtype=np.float64)
+        for block in stream.blocks:
+            block = np.asarray(block)
+            if block.shape[1:] != (h, w):
+                raise StorageError(f"{path}: a block of shape {block.shape} does not fit a movie of {(t, h, w)}")
+            writer.write(block.astype(stream.dtype, copy=False))
+            total += block.sum(axis=0, dtype=np.float64)
+            np.maximum(peak, np.nanmax(block, axis=0) if block.dtype.kind == "f" else block.max(axis=0), out=peak)
+        n = writer.close()
+        if n != t:
+            raise StorageError(f"{path}: the stage produced {n} frames but announced {t}; nothing was saved.")
+        g.create_array("times", data=np.asarray(stream.times, dtype=np.float64))
+        extras = dict(stream.extras()) if stream.extras is not None else {}
+        extras.setdefault("mean_projection", (total / max(n, 1)).astype(np.float32))
+        extras.setdefault("max_projection", peak.astype(np.float32))
+        _write_arrays(g.require_group("extras"), extras)
+        g.attrs.update(_json_safe({**stream.attrs, **(attrs or {}), "kind": "movie", "frame_rate": stream.frame_rate,
+                                   "shape": [t, h, w], "dtype": str(np.dtype(stream.dtype))}))
+        g.attrs["complete"] = True
+    return path
+
+
+def write_alias(alias: MovieAlias, path: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Store a pass-through: a tiny group pointing at the input movie's group."""
+    import zarr
+
+    if alias.source.path is None:
+        raise StorageError(f"{path}: a pass-through needs an input stored on disk")
+    with atomic_path(path) as tmp:
+        g = zarr.open_group(str(tmp), mode="w")
+        g.attrs.update(_json_safe({**(attrs or {}), "kind": "alias", "alias_of": str(alias.source.path),
+                                   "reason": alias.reason}))
+        g.attrs["complete"] = True
+    return Path(path)
+
+
+def _open_complete_group(path: Path):
+    import zarr
+
+    if not path.exists():
+        raise StorageError(f"{path}: not found. Materialise the upstream asset first.")
+    g = zarr.open_group(str(path), mode="r")
+    if not g.attrs.get("complete", False):
+        raise StorageError(f"{path}: incomplete output (an interrupted run?). Materialise it again.")
+    return g
+
+
+def open_movie(path: str | os.PathLike, *, _depth: int = 0) -> Movie:
+    """Open a stored movie lazily (following pass-through aliases)."""
+    path = Path(path)
+    g = _open_complete_group(path)
+    attrs = dict(g.attrs)
+    if attrs.get("kind") == "alias":
+        if _depth > 16:
+            raise StorageError(f"{path}: alias chain too long")
+        return open_movie(attrs["alias_of"], _depth=_depth + 1)
+    if attrs.get("kind") != "movie":
+        raise StorageError(f"{path}: holds '{attrs.get('kind')}', not a movie")
+    extras = {}
+    if "extras" in g:
+        eg = g["extras"]
+        extras = {k: eg[k] for k in eg.array_keys()}
+    return Movie(frames=g["frames"], times=np.asarray(g["times"][:]), frame_rate=float(attrs["frame_rate"]),
+                 attrs=attrs, path=str(path), extras=extras)
+
+
+# ---------------------------------------------------------------------------------- bundles
+def _write_arrays(group, arrays: Mapping[str, Any]) -> None:
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise StorageError(f"array '{name}' has dtype object; store numbers or strings only")
+        group.create_array(name, data=arr, chunks=arr.shape if arr.ndim and arr.size else "auto")
+
+
+def write_bundle(obj: ArrayBundle, path: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Store a result object as a zarr group of arrays (its class recorded for loading)."""
+    import zarr
+
+    cls = type(obj)
+    with atomic_path(path) as tmp:
+        g = zarr.open_group(str(tmp), mode="w")
+        _write_arrays(g, obj.to_arrays())
+        own = obj.to_attrs() if hasattr(obj, "to_attrs") else {}
+        g.attrs.update(_json_safe({**own, **(attrs or {}), "kind": "bundle",
+                                   "type": f"{cls.__module__}:{cls.__qualname__}"}))
+        g.attrs["complete"] = True
+    return Path(path)
+
+
+def read_bundle(path: str | os.PathLike):
+    """Load a result stored by :func:`write_bundle` (only classes from this package are loaded)."""
+    path = Path(path)
+    g = _open_complete_group(path)
+    attrs = dict(g.attrs)
+    mod, _, name = str(attrs.get("type", "")).partition(":")
+    if attrs.get("kind") != "bundle" or not mod.startswith("ace_neuro."):
+        raise StorageError(f"{path}: not a stored result of this platform")
+    cls = getattr(importlib.import_module(mod), name)
+    arrays = {k: np.asarray(g[k][:]) for k in g.array_keys()}
+    return cls.from_arrays(arrays, attrs) if _takes_attrs(cls) else cls.from_arrays(arrays)
+
+
+def _takes_attrs(cls) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(cls.from_arrays).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------- tables
+def write_table(df: pd.DataFrame, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write a DataFrame as parquet, atomically, with JSON metadata in the file's key-value store."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta[b"ace_neuro"] = json.dumps(_json_safe(dict(metadata))).encode()
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise StorageError(f"{path}: not found. Materialise the upstream asset first.")
+    return pd.read_parquet(path)
+
+
+def read_table_metadata(path: str | os.PathLike) -> dict:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(b"ace_neuro")
+    return json.loads(raw) if raw else {}

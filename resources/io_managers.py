@@ -1,0 +1,81 @@
+"""Zarr and parquet IO managers: ``<root>/<asset>/<partition>.zarr|.parquet``, atomic, lazy, no pickle.
+
+They only route objects to :mod:`ace_neuro.storage`, which does the writing; the
+science library stays free of Dagster.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+from ace_neuro import storage
+from ace_neuro.movie import MovieAlias, MovieStream
+
+
+def default_storage_root() -> str:
+    return os.environ.get("ACE_STORAGE_ROOT", str(Path.cwd() / "ace_storage"))
+
+
+def _asset_path(root: str, context, suffix: str) -> Path:
+    key = context.asset_key.path
+    part = context.asset_partition_key if context.has_asset_partitions else "__all__"
+    return Path(root).joinpath(*key) / f"{part}{suffix}"
+
+
+class ZarrIOManager(ConfigurableIOManager):
+    """Movies (streamed block by block), pass-through aliases and array bundles in zarr."""
+
+    base_path: str
+    chunk_frames: int = storage.DEFAULT_CHUNK_FRAMES
+
+    def path_for(self, context) -> Path:
+        return _asset_path(self.base_path, context, ".zarr")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        path = self.path_for(context)
+        if isinstance(obj, MovieStream):
+            storage.write_movie(obj, path, chunk_frames=self.chunk_frames)
+            if obj.describe is not None:
+                context.add_output_metadata(dict(obj.describe(storage.open_movie(path))))
+        elif isinstance(obj, MovieAlias):
+            storage.write_alias(obj, path)
+        elif hasattr(obj, "to_arrays"):
+            storage.write_bundle(obj, path)
+        else:
+            raise TypeError(f"ZarrIOManager cannot store {type(obj).__name__} for {context.asset_key}: "
+                            f"return a MovieStream, MovieAlias or an object with to_arrays()")
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext):
+        import zarr
+
+        path = self.path_for(context)
+        if not path.exists():
+            raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
+                                       f"for this partition first.")
+        kind = zarr.open_group(str(path), mode="r").attrs.get("kind")
+        if kind in ("movie", "alias"):
+            return storage.open_movie(path)
+        return storage.read_bundle(path)
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Tables (pandas DataFrames) as parquet files."""
+
+    base_path: str
+
+    def path_for(self, context) -> Path:
+        return _asset_path(self.base_path, context, ".parquet")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"ParquetIOManager stores DataFrames; {context.asset_key} returned {type(obj).__name__}")
+        path = self.path_for(context)
+        storage.write_table(obj, path)
+        context.add_output_metadata({"path": str(path), "rows": len(obj)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        return storage.read_table(self.path_for(context))
