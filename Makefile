@@ -21,7 +21,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m ace_neuro.demo --out $(DEMO_DIR)
+	$(PY) -m ace_assets.demo --out $(DEMO_DIR)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	ACE_PROJECT_PATH=$${ACE_PROJECT_PATH:-$(DEMO_DIR)/project} \

@@ -18,11 +18,19 @@ from . import ingest
 ASSET_MODULES = [ingest]
 
 
+def all_assets():
+    return load_assets_from_modules(ASSET_MODULES)
+
+
+def all_checks():
+    return load_asset_checks_from_modules(ASSET_MODULES)
+
+
 def build_definitions(*, project=None, storage_root: str | None = None) -> Definitions:
     root = storage_root or default_storage_root()
     return Definitions(
-        assets=load_assets_from_modules(ASSET_MODULES),
-        asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
+        assets=all_assets(),
+        asset_checks=all_checks(),
         resources={
             "project": project or env_project_resource(),
             "zarr_io": ZarrIOManager(base_path=root),
