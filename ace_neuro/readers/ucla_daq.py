@@ -10,8 +10,8 @@ Layout::
     <session>/BehavCam_1/...           behaviour camera: never read
 
 The device folder is found by its ``metaData.json`` (``deviceType`` starting with
-"Miniscope"), in the session folder itself or up to two levels below it (the DAQ
-software nests sessions as ``date/time/``). The AVI headers always claim 60 fps;
+"Miniscope"), in the session folder itself or up to three levels below it (the DAQ
+software nests sessions as ``date/time/Miniscope``). The AVI headers always claim 60 fps;
 the frame rate comes from ``timeStamps.csv``.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _is_miniscope_device_dir(d: Path) -> bool:
     return "miniscope" in kind.lower()
 
 
-def find_device_dirs(session_dir: Path, depth: int = 2) -> list[Path]:
+def find_device_dirs(session_dir: Path, depth: int = 3) -> list[Path]:
     found = []
     frontier = [session_dir]
     for _ in range(depth + 1):
