@@ -112,6 +112,10 @@ class SyntheticConfig:
         Rate of sudden displacements (which then relax back over 0.3-2 s).
     gain : float
         Photons per count (Poisson noise: variance = counts / gain).
+    noise_model : {'poisson', 'gaussian'}
+        'poisson' draws exact Poisson photon counts; 'gaussian' draws Gaussian noise of the
+        same variance (indistinguishable at miniscope photon counts, ~3x faster: for
+        large benchmark recordings).
     read_noise : float
         Standard deviation of the Gaussian read noise, in counts.
     overlap_fraction : float
@@ -145,6 +149,7 @@ class SyntheticConfig:
     nonrigid_amplitude_px: float = 1.5
     jump_rate_hz: float = 0.05
     gain: float = 8.0
+    noise_model: str = "poisson"
     read_noise: float = 1.0
     overlap_fraction: float = 0.15
     seed: int = 0
@@ -213,6 +218,7 @@ def _validate_config(c: SyntheticConfig) -> None:
          "keep the motion below a quarter of the frame")
     need(c.jump_rate_hz >= 0, "jump_rate_hz", "give a rate >= 0")
     need(c.gain > 0, "gain", "give photons per count > 0")
+    need(c.noise_model in ("poisson", "gaussian"), "noise_model", "give 'poisson' or 'gaussian'")
     need(c.read_noise >= 0, "read_noise", "give counts >= 0")
     need(0 <= c.overlap_fraction <= 1, "overlap_fraction", "give a fraction in [0, 1]")
     need(isinstance(c.seed, int) and c.seed >= 0, "seed", "give a whole number >= 0")
@@ -774,8 +780,11 @@ def render_scene(truth: GroundTruth, t: int, *, warped: bool = True) -> np.ndarr
 def _add_noise(truth: GroundTruth, scene: np.ndarray, t: int) -> np.ndarray:
     cfg = truth.config
     rng = _rng(cfg.seed, _TAG_NOISE, t)
-    lam = np.maximum(scene, 0.0, dtype=np.float64) * cfg.gain
-    counts = rng.poisson(lam) / cfg.gain
+    mean = np.maximum(scene, 0.0, dtype=np.float64)
+    if cfg.noise_model == "poisson":
+        counts = rng.poisson(mean * cfg.gain) / cfg.gain
+    else:
+        counts = mean + np.sqrt(mean / cfg.gain) * rng.standard_normal(scene.shape)
     if cfg.read_noise > 0:
         counts += cfg.read_noise * rng.standard_normal(scene.shape)
     return np.clip(np.rint(counts), 0, 255).astype(np.uint8)
