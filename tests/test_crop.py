@@ -157,3 +157,16 @@ def test_projection_errors():
         projection(np.zeros((0, 3, 3)), "max")
     with pytest.raises(ValueError, match="n_frames"):
         projection(_movie(), "max", n_frames=0)
+
+
+def test_crop_preview_figure_draws_the_box_in_crop_coordinates():
+    from matplotlib.patches import Rectangle
+
+    from ace_neuro.plots.common import figure_png
+    from ace_neuro.plots.crop import plot_crop_preview
+
+    box = crop_box_from_coords((67, 503, 555, 61), (608, 608))
+    fig = plot_crop_preview(np.random.default_rng(0).random((608, 608)), box, kind="std")
+    rect = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)][0]
+    assert rect.get_xy() == (67, 61) and rect.get_width() == 488 and rect.get_height() == 442
+    assert figure_png(fig).startswith(b"\x89PNG")

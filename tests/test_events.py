@@ -209,3 +209,21 @@ def test_input_errors():
         detect_events(bad, t, EventParams())
     with pytest.raises(EventError, match="shape"):
         detect_events(np.zeros((2, 3, 4)), t, EventParams())
+
+
+def test_event_figures_render():
+    from ace_neuro.plots.common import figure_png
+    from ace_neuro.plots.signals import plot_event_phase_histogram, plot_event_raster
+
+    noisy, _, _, times = synthetic_traces(4, 60, seed=6)
+    ev = detect_events(noisy, times, EventParams())
+    raster = plot_event_raster(noisy, ev, times=times, max_components=3)
+    assert "first 3 of 4" in raster.axes[0].get_title()
+    assert figure_png(raster).startswith(b"\x89PNG")
+    # events locked to phase 1 rad: the histogram's tallest bar holds them all
+    locked = ev.assign(phase_rad=1.0)
+    polar = plot_event_phase_histogram(locked, n_bins=12)
+    heights = [p.get_height() for p in polar.axes[0].patches]
+    assert max(heights) == len(ev) and "R = 1.00" in polar.axes[0].get_title()
+    with pytest.raises(ValueError, match="attach_phase"):
+        plot_event_phase_histogram(ev)

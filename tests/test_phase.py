@@ -146,3 +146,13 @@ def test_phase_table():
         phase_table(t[:-1], mean_field)
     with pytest.raises(PhaseError, match="component_ids"):
         phase_table(t, mean_field, components=comps, component_ids=[1])
+
+
+def test_phase_figure_renders():
+    from ace_neuro.plots.common import figure_png
+    from ace_neuro.plots.signals import plot_filtered_phase
+
+    t, x, _ = _sinusoid(seconds=40)
+    fig = plot_filtered_phase(t, x, compute_phase(x, FS, FilterParams()))
+    assert "butter bandpass 0.1, 1.5 Hz" in fig.axes[0].get_title()
+    assert figure_png(fig).startswith(b"\x89PNG")

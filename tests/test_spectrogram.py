@@ -125,3 +125,16 @@ def test_errors(kwargs, needle):
     times = args.pop("times", None)
     with pytest.raises(SpectrogramError, match=needle):
         multitaper_spectrogram(args["trace"], args["fs"], args["params"], times=times)
+
+
+def test_spectrogram_figure_renders():
+    from ace_neuro.plots.common import figure_png
+    from ace_neuro.plots.signals import plot_spectrogram
+
+    _, x = _sine(2.0, 1.0, 120)
+    spec = multitaper_spectrogram(x, FS, SpectrogramParams())
+    fig = plot_spectrogram(spec)
+    assert "3 tapers, fs = 30 Hz" in fig.axes[0].get_title()
+    assert figure_png(fig).startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="time_unit"):
+        plot_spectrogram(spec, time_unit="h")
