@@ -12,6 +12,7 @@ from __future__ import annotations
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from resources import ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
+from sensors import all_sensors
 
 from . import ingest
 
@@ -31,6 +32,7 @@ def build_definitions(*, project=None, storage_root: str | None = None) -> Defin
     return Definitions(
         assets=all_assets(),
         asset_checks=all_checks(),
+        sensors=all_sensors(),
         resources={
             "project": project or env_project_resource(),
             "zarr_io": ZarrIOManager(base_path=root),
