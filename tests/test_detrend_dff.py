@@ -246,3 +246,12 @@ def test_dff_errors():
     with pytest.raises(DffError, match="NaN"):
         DffFrames(bad, frame_rate=FPS, secs_window=5, quantile_min=8, method="delta_f_over_f")
     assert dff_movie(m, DffParams(enabled=False), times=t, frame_rate=FPS) is None
+
+
+@pytest.mark.parametrize("q", [0, 8, 37.5, 50, 100])
+@pytest.mark.parametrize("n", [1, 2, 33, 150])
+def test_frame_percentile_matches_numpy(q, n):
+    from ace_neuro.stages.dff import frame_percentile
+
+    frames = np.random.default_rng(n).normal(100, 10, size=(n, 7, 9)).astype(np.float32)
+    np.testing.assert_allclose(frame_percentile(frames, q), np.percentile(frames, q, axis=0), rtol=1e-6)

