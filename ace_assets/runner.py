@@ -47,8 +47,12 @@ def get_instance() -> DagsterInstance:
 
 def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str | None, storage_root: str,
                       overrides: Mapping[str, Any] | None = None, instance: DagsterInstance | None = None,
-                      selection=None, raise_on_error: bool = False) -> list[LineRun]:
-    """Materialise every asset (or ``selection``) for each line; one run per line."""
+                      selection=None, raise_on_error: bool = False,
+                      run_config: Mapping[str, Any] | None = None) -> list[LineRun]:
+    """Materialise every asset (or ``selection``) for each line; one run per line.
+
+    ``run_config`` is passed to every run as is (the CLI uses it to set the console log level).
+    """
     from .definitions import all_assets, all_checks
 
     instance = instance or get_instance()
@@ -62,7 +66,7 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
         t0 = time.perf_counter()
         result = materialize([*all_assets(), *all_checks()], instance=instance, resources=resources,
                              partition_key=str(line), raise_on_error=raise_on_error, selection=selection,
-                             tags={"ace/line": str(line)})
+                             tags={"ace/line": str(line)}, run_config=run_config)
         run = LineRun(line_num=int(line), success=result.success, run_id=result.run_id,
                       seconds=time.perf_counter() - t0)
         for stat in instance.get_run_step_stats(result.run_id):
