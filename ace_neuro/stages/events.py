@@ -98,12 +98,16 @@ def robust_noise(traces: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape () or (K,), float64
     """
-    x = np.asarray(traces, dtype=np.float64)
+    x = np.asarray(traces)
     if x.shape[-1] < 3:
         raise EventError(f"a trace needs at least 3 frames to estimate its noise, got {x.shape[-1]}")
-    d = np.diff(x, axis=-1)
-    mad = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
-    return MAD_TO_SIGMA * mad / math.sqrt(2.0)
+    rows = x.reshape(-1, x.shape[-1])
+    mad = np.empty(rows.shape[0])
+    for r0 in range(0, rows.shape[0], COMPONENT_CHUNK):
+        d = np.diff(rows[r0:r0 + COMPONENT_CHUNK].astype(np.float64), axis=-1)
+        d -= np.median(d, axis=-1, keepdims=True)
+        mad[r0:r0 + COMPONENT_CHUNK] = np.median(np.abs(d, out=d), axis=-1)
+    return (MAD_TO_SIGMA * mad / math.sqrt(2.0)).reshape(x.shape[:-1])
 
 
 def onset_score(traces: np.ndarray, window: int) -> np.ndarray:
@@ -197,7 +201,7 @@ def _derivative_events(x, params: EventParams, fs):
     wlen = _prominence_wlen(fs)
     frames, comp, prom = [], [], []
     for r0 in range(0, x.shape[0], COMPONENT_CHUNK):
-        chunk = x[r0:r0 + COMPONENT_CHUNK]
+        chunk = x[r0:r0 + COMPONENT_CHUNK].astype(np.float64)
         d = np.diff(chunk, n=order, axis=1) if order else chunk
         for j in range(d.shape[0]):
             if d.shape[1] == 0:
@@ -376,7 +380,8 @@ def _as_traces(traces) -> np.ndarray:
         raise EventError(f"traces must have shape (components, frames), got {x.shape}")
     if x.dtype.kind not in "fiu":
         raise EventError(f"traces must be numeric, got dtype {x.dtype}")
-    x = x.astype(np.float64, copy=False)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
     bad = ~np.all(np.isfinite(x), axis=1)
     if bad.any():
         raise EventError(f"traces of component rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf")
@@ -412,7 +417,8 @@ def _as_noise(noise, x: np.ndarray) -> np.ndarray:
             raise EventError(f"noise must be one non-negative value or one per component ({k}), got shape "
                              f"{np.shape(noise)}")
     # a noiseless trace would give a zero threshold: floor at float32 resolution of the trace
-    floor = 8 * np.finfo(np.float32).eps * np.maximum(np.abs(x).max(axis=1, initial=0.0), 1e-30)
+    peak = np.maximum(x.max(axis=1, initial=0.0), -x.min(axis=1, initial=0.0)).astype(np.float64)
+    floor = 8 * np.finfo(np.float32).eps * np.maximum(peak, 1e-30)
     return np.maximum(sigma, floor)
 
 
