@@ -432,13 +432,19 @@ def _simulate_activity(cfg: SyntheticConfig, rng: np.random.Generator, brightnes
     """Spikes (K, T) and calcium traces (K, T), float32."""
     k, t = cfg.n_neurons, cfg.n_frames
     rates = cfg.spike_rate_hz * np.exp(rng.normal(-0.08, 0.4, size=k))
-    counts = rng.poisson(np.repeat(rates[:, None] / cfg.frame_rate, t, axis=1))
+    counts = rng.poisson(rates[:, None] / cfg.frame_rate, size=(k, t)).astype(np.float32)
     cv = cfg.spike_amplitude_cv
     sig = math.sqrt(math.log1p(cv * cv))
-    amp = np.exp(rng.normal(-sig * sig / 2, sig, size=(k, t)))
-    spikes = counts * amp * brightness[:, None] / peak
-    traces = signal.lfilter([1.0], np.concatenate([[1.0], -g]), spikes, axis=1)
-    return spikes.astype(np.float32), np.maximum(traces, 0).astype(np.float32)
+    hit = np.nonzero(counts)
+    amp = np.exp(rng.normal(-sig * sig / 2, sig, size=hit[0].size))
+    spikes = np.zeros((k, t), dtype=np.float32)
+    spikes[hit] = counts[hit] * amp * brightness[hit[0]] / peak
+    del counts
+    traces = np.empty((k, t), dtype=np.float32)
+    den = np.concatenate([[1.0], -g])
+    for i in range(k):
+        traces[i] = np.maximum(signal.lfilter([1.0], den, spikes[i].astype(np.float64)), 0)
+    return spikes, traces
 
 
 # --------------------------------------------------------------------------- background, vessels
@@ -759,10 +765,16 @@ def _unwarped_scene(truth: GroundTruth, t: int) -> np.ndarray:
 def _warp(truth: GroundTruth, scene: np.ndarray, t: int) -> np.ndarray:
     if truth.config.motion == "none":
         return scene
+    if truth.displacement is None:
+        dy, dx = (float(v) for v in truth.shifts[t])
+        if dy == 0 and dx == 0:
+            return scene
+        # forward translation: dst(x, y) = src(x - dx, y - dy)
+        m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+        return cv2.warpAffine(scene, m, (scene.shape[1], scene.shape[0]), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REFLECT_101)
     gy, gx = _cached_grid(truth)
     d = displacement_at(truth, t)
-    if not np.any(d):
-        return scene
     return cv2.remap(scene, gx - d[1], gy - d[0], interpolation=cv2.INTER_CUBIC,
                      borderMode=cv2.BORDER_REFLECT_101)
 
@@ -780,14 +792,18 @@ def render_scene(truth: GroundTruth, t: int, *, warped: bool = True) -> np.ndarr
 def _add_noise(truth: GroundTruth, scene: np.ndarray, t: int) -> np.ndarray:
     cfg = truth.config
     rng = _rng(cfg.seed, _TAG_NOISE, t)
-    mean = np.maximum(scene, 0.0, dtype=np.float64)
+    mean = np.maximum(scene, 0.0).astype(np.float32, copy=False)
     if cfg.noise_model == "poisson":
-        counts = rng.poisson(mean * cfg.gain) / cfg.gain
-    else:
-        counts = mean + np.sqrt(mean / cfg.gain) * rng.standard_normal(scene.shape)
-    if cfg.read_noise > 0:
-        counts += cfg.read_noise * rng.standard_normal(scene.shape)
-    return np.clip(np.rint(counts), 0, 255).astype(np.uint8)
+        counts = rng.poisson(mean * cfg.gain).astype(np.float32)
+        counts *= np.float32(1.0 / cfg.gain)
+        if cfg.read_noise > 0:
+            counts += np.float32(cfg.read_noise) * rng.standard_normal(scene.shape, dtype=np.float32)
+    else:  # one Gaussian draw with the Poisson + read-noise variance
+        sd = np.sqrt(mean * np.float32(1.0 / cfg.gain) + np.float32(cfg.read_noise ** 2))
+        counts = mean + sd * rng.standard_normal(scene.shape, dtype=np.float32)
+    np.rint(counts, out=counts)
+    np.clip(counts, 0, 255, out=counts)
+    return counts.astype(np.uint8)
 
 
 def render_frames(truth: GroundTruth, start: int, stop: int) -> np.ndarray:
