@@ -255,3 +255,21 @@ def test_frame_percentile_matches_numpy(q, n):
 
     frames = np.random.default_rng(n).normal(100, 10, size=(n, 7, 9)).astype(np.float32)
     np.testing.assert_allclose(frame_percentile(frames, q), np.percentile(frames, q, axis=0), rtol=1e-6)
+
+
+def test_zarr_input_streams_like_numpy(tmp_path):
+    import zarr
+
+    from ace_neuro.stages.crop import crop_box_from_coords, crop_stream
+
+    m, t = _movie(t=90, h=8, w=7)
+    z = zarr.open_array(str(tmp_path / "movie.zarr"), mode="w", shape=m.shape, chunks=(16, 8, 7), dtype=m.dtype)
+    z[:] = m
+    box = crop_box_from_coords((1, 7, 6, 2), m.shape)
+    cropped = _collect(crop_stream(z, box, times=t, frame_rate=FPS, block_frames=13))
+    np.testing.assert_array_equal(cropped, m[:, box.row0:box.row1, box.col0:box.col1])
+    from_zarr = _collect(detrend_and_dff(z, DetrendParams("median"), DffParams(enabled=True), frame_rate=FPS,
+                                         times=t, block_frames=13))
+    from_numpy = _collect(detrend_and_dff(m, DetrendParams("median"), DffParams(enabled=True), frame_rate=FPS,
+                                          times=t, block_frames=13))
+    np.testing.assert_array_equal(from_zarr, from_numpy)
