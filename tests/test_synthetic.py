@@ -424,3 +424,30 @@ def test_demo_project_writes_lab_style_csvs_sessions_and_truth(tmp_path):
         write_demo_project(tmp_path, height=64, width=64, n_frames=60, overwrite=False)
     with pytest.raises(DemoProjectError, match="kind"):
         write_demo_project(tmp_path / "x", lines={5: "tiff"})
+
+
+_STREAM_SCRIPT = """
+import resource, sys
+from ace_neuro.synthetic import SyntheticConfig, simulate_ground_truth
+from ace_neuro.synthetic.formats import write_ucla_v4_session
+n = int(sys.argv[2])
+truth = simulate_ground_truth(SyntheticConfig(height=608, width=608, n_frames=n, n_neurons=60,
+                                              noise_model="gaussian", seed=1))
+write_ucla_v4_session(sys.argv[1], truth, frames_per_file=1000, block_frames=200, behaviour_camera=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_writer_memory_does_not_grow_with_recording_length(tmp_path):
+    import subprocess
+    import sys
+
+    peaks = {}
+    for n in (400, 2400):
+        out = subprocess.run([sys.executable, "-c", _STREAM_SCRIPT, str(tmp_path / f"s{n}"), str(n)],
+                             capture_output=True, text=True, check=True)
+        peaks[n] = int(out.stdout.split()[-1]) / 1024  # MiB
+        assert len(list((tmp_path / f"s{n}" / "Miniscope").glob("*.avi"))) == math.ceil(n / 1000)
+    # 6x the frames (0.9 GB of raw video at 2400 frames) within a few tens of MiB of the same peak
+    assert peaks[2400] < peaks[400] + 64, peaks
