@@ -73,7 +73,7 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
             if stat.start_time and stat.end_time:
                 run.step_seconds[stat.step_key] = stat.end_time - stat.start_time
         for ev in result.get_asset_materialization_events():
-            mat = ev.asset_materialization
+            mat = ev.step_materialization_data.materialization
             run.metadata[mat.asset_key.to_user_string()] = {k: _plain(v) for k, v in mat.metadata.items()}
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
