@@ -8,7 +8,7 @@ from .movie import MovieStream
 from .readers import MiniscopeReader
 
 
-def recording_stream(reader: MiniscopeReader, *, block_frames: int = 256) -> MovieStream:
+def recording_stream(reader: MiniscopeReader, *, block_frames: int = 64) -> MovieStream:
     """A :class:`MovieStream` of the raw frames (native dtype) with their timestamps."""
     info = reader.info
     return MovieStream(

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .movie import Movie, MovieAlias, MovieStream
 
-DEFAULT_CHUNK_FRAMES = 128
+DEFAULT_CHUNK_FRAMES = 64
 
 
 class StorageError(RuntimeError):

@@ -113,7 +113,7 @@ def _to_grey(frame: np.ndarray) -> np.ndarray:
 
 
 def decode_chunk(chunk: VideoChunk, *, start: int = 0, stop: int | None = None,
-                 block_frames: int = 256) -> Iterator[np.ndarray]:
+                 block_frames: int = 128) -> Iterator[np.ndarray]:
     """Decode frames ``[start, stop)`` of one video file in blocks; errors name file and frame."""
     import cv2
 
@@ -123,7 +123,8 @@ def decode_chunk(chunk: VideoChunk, *, start: int = 0, stop: int | None = None,
         if start:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
         i = start
-        buf: list[np.ndarray] = []
+        block = None
+        filled = 0
         while i < stop:
             ok, frame = cap.read()
             if not ok or frame is None:
@@ -131,15 +132,61 @@ def decode_chunk(chunk: VideoChunk, *, start: int = 0, stop: int | None = None,
                     f"{chunk.path}: frame {i} (of {chunk.n_frames} the file header announces) cannot be decoded: "
                     f"the file is truncated or damaged. Re-copy it from the acquisition computer, or leave it "
                     f"out with filenames=[...].")
-            buf.append(_to_grey(frame))
+            frame = _to_grey(frame)
+            if block is None:
+                block = np.empty((min(block_frames, stop - i),) + frame.shape, dtype=frame.dtype)
+            block[filled] = frame
+            filled += 1
             i += 1
-            if len(buf) == block_frames:
-                yield np.stack(buf)
-                buf = []
-        if buf:
-            yield np.stack(buf)
+            if filled == len(block):
+                yield block
+                block, filled = None, 0
     finally:
         cap.release()
+
+
+def prefetch(blocks: Iterator, depth: int = 2) -> Iterator:
+    """Run a block iterator in a background thread, ``depth`` blocks ahead.
+
+    Video decoding releases the GIL, so decoding the next block overlaps with whatever
+    the consumer does (compressing and writing the previous one). Errors are re-raised
+    in the consumer; closing the consumer stops the producer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in blocks:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, not swallowed
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="ace-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def detect_dropped(times_s: np.ndarray, frame_numbers: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -276,14 +323,20 @@ class MiniscopeReader(ABC):
             times=times - t0, frame_numbers=np.asarray(numbers), dropped_before=dropped,
             device=str(meta.get("deviceType", "")), metadata=meta, warnings=tuple(warnings))
 
-    def iter_blocks(self, block_frames: int = 256) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first_frame_index, frames)`` blocks, decoding one file at a time."""
-        info = self.info
-        for chunk in info.chunks:
-            pos = chunk.first_frame
-            for block in decode_chunk(chunk, block_frames=block_frames):
-                yield pos, block
-                pos += len(block)
+    def iter_blocks(self, block_frames: int = 128, *, background: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame_index, frames)`` blocks, decoding one file at a time.
+
+        With ``background`` the next block is decoded in a thread while the caller works
+        on the current one (at most two blocks in flight, so memory stays flat).
+        """
+        def blocks():
+            for chunk in self.info.chunks:
+                pos = chunk.first_frame
+                for block in decode_chunk(chunk, block_frames=block_frames):
+                    yield pos, block
+                    pos += len(block)
+
+        return prefetch(blocks()) if background else blocks()
 
     def frame_table(self) -> pd.DataFrame:
         """One row per delivered frame: index, rig frame number, time, source file, dropped flags."""
