@@ -1,0 +1,166 @@
+"""Merging of components that are one neuron, and removal of duplicates.
+
+* Merge (``merge_thr``): components whose footprints overlap and whose traces
+  correlate above ``merge_thr`` are one neuron split in pieces. Groups are the
+  connected components of that relation; each group is replaced by the best
+  rank-1 non-negative approximation of its summed contribution ``sum_k a_k c_k'``
+  (alternating updates that only need inner products, never the pixels x
+  frames product).
+* Duplicates (``del_duplicates``): components with nearly the same footprint
+  (cosine similarity above 0.85, or one lying within the other with centroids
+  closer than ``gSig``) describe the same cell whatever their traces; the one
+  with the higher peak-to-noise trace is kept.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+log = logging.getLogger(__name__)
+
+__all__ = ["merge_components", "find_duplicates", "footprint_centroids"]
+
+DUPLICATE_COSINE = 0.85
+DUPLICATE_CONTAINED = 0.9
+
+
+def _trace_corr(C: np.ndarray, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
+    Cc = C - C.mean(axis=1, keepdims=True)
+    n = np.linalg.norm(Cc, axis=1)
+    n[n == 0] = 1.0
+    return np.einsum("ij,ij->i", Cc[pairs_i], Cc[pairs_j]) / (n[pairs_i] * n[pairs_j])
+
+
+def merge_components(A: sp.csc_matrix, C: np.ndarray, *, merge_thr: float,
+                     n_iter: int = 10) -> tuple[sp.csc_matrix, np.ndarray, int]:
+    """Merge overlapping components with correlated traces.
+
+    Parameters
+    ----------
+    A : sparse (P, K); C : ndarray (K, T)
+    merge_thr : float
+        Trace correlation above which overlapping components are merged.
+    n_iter : int
+        Alternating rank-1 iterations per merged group.
+
+    Returns
+    -------
+    A, C, n_merged
+        New footprints/traces (merged components replace their group, placed at
+        the position of the group's first member) and the number of groups merged.
+    """
+    K = A.shape[1]
+    if K < 2:
+        return A, C, 0
+    Ab = (A > 0).astype(np.float32)
+    ov = sp.triu(Ab.T @ Ab, k=1).tocoo()
+    if ov.nnz == 0:
+        return A, C, 0
+    r = _trace_corr(C, ov.row, ov.col)
+    sel = r > merge_thr
+    if not sel.any():
+        return A, C, 0
+    graph = sp.coo_matrix((np.ones(sel.sum()), (ov.row[sel], ov.col[sel])), shape=(K, K))
+    n_comp, labels = connected_components(graph, directed=False)
+    A = A.tocsc()
+    new_cols = {}
+    drop = np.zeros(K, bool)
+    n_merged = 0
+    for lab in range(n_comp):
+        members = np.flatnonzero(labels == lab)
+        if len(members) < 2:
+            continue
+        a, c = _rank1(A[:, members], C[members], n_iter)
+        new_cols[members[0]] = (a, c)
+        drop[members[1:]] = True
+        n_merged += 1
+    A = A.tolil()
+    C = C.copy()
+    for k, (a, c) in new_cols.items():
+        A[:, k] = a.reshape(-1, 1)
+        C[k] = c
+    keep = np.flatnonzero(~drop)
+    log.debug("merged %d groups (%d -> %d components)", n_merged, K, len(keep))
+    return A.tocsc()[:, keep], C[keep], n_merged
+
+
+def _rank1(A: sp.csc_matrix, C: np.ndarray, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best non-negative rank-1 ``a c'`` of ``sum_k A[:, k] C[k]`` (max(a) = 1)."""
+    Ad = np.asarray(A.todense(), dtype=np.float64)  # (P, m), only the group's columns
+    Cd = C.astype(np.float64)
+    w = Ad.max(axis=0)
+    c = (w[:, None] * Cd).sum(axis=0)
+    a = np.zeros(Ad.shape[0])
+    for _ in range(n_iter):
+        cc = float(c @ c)
+        if cc <= 0:
+            break
+        a = np.maximum(Ad @ (Cd @ c) / cc, 0.0)
+        aa = float(a @ a)
+        if aa <= 0:
+            break
+        c = np.maximum((a @ Ad) @ Cd / aa, 0.0)
+    m = a.max()
+    if m > 0:
+        a /= m
+        c *= m
+    return a.astype(np.float32), c.astype(np.float32)
+
+
+def footprint_centroids(A: sp.csc_matrix, dims: tuple[int, int]) -> np.ndarray:
+    """Intensity-weighted centroids ``(y, x)`` of each footprint, shape (K, 2)."""
+    H, W = dims
+    A = A.tocsc()
+    K = A.shape[1]
+    out = np.full((K, 2), np.nan)
+    for k in range(K):
+        rows = A.indices[A.indptr[k]:A.indptr[k + 1]]
+        v = A.data[A.indptr[k]:A.indptr[k + 1]].astype(float)
+        if v.sum() <= 0:
+            continue
+        y, x = np.divmod(rows, W)
+        out[k] = (np.dot(v, y) / v.sum(), np.dot(v, x) / v.sum())
+    return out
+
+
+def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndarray,
+                    gSig) -> np.ndarray:
+    """Boolean mask of components to keep after removing duplicates.
+
+    Parameters
+    ----------
+    A : sparse (P, K)
+    dims : (H, W)
+    quality : ndarray, shape (K,)
+        Higher is better (e.g. peak-to-noise of the trace); the better of a
+        duplicate pair is kept.
+    gSig : (int, int)
+        Centroid distance under which a contained footprint is a duplicate.
+    """
+    K = A.shape[1]
+    keep = np.ones(K, bool)
+    if K < 2:
+        return keep
+    A = A.tocsc().astype(np.float64)
+    nrm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0))).ravel()
+    nrm[nrm == 0] = 1.0
+    G = (A.T @ A).tocoo()
+    m = G.row < G.col
+    i, j, dot = G.row[m], G.col[m], G.data[m]
+    cos = dot / (nrm[i] * nrm[j])
+    Ab = (A > 0).astype(np.float64)
+    area = np.asarray(Ab.sum(axis=0)).ravel()
+    inter = np.asarray((Ab.T @ Ab)[i, j]).ravel() if len(i) else np.zeros(0)
+    contained = inter / np.maximum(np.minimum(area[i], area[j]), 1)
+    cen = footprint_centroids(A, dims)
+    dist = np.linalg.norm(cen[i] - cen[j], axis=1) if len(i) else np.zeros(0)
+    dup = (cos > DUPLICATE_COSINE) | ((contained > DUPLICATE_CONTAINED) & (dist < float(max(gSig))))
+    order = np.argsort(-np.minimum(quality[i], quality[j]))
+    for n in order[dup[order]]:
+        a, b = i[n], j[n]
+        if keep[a] and keep[b]:
+            keep[b if quality[a] >= quality[b] else a] = False
+    return keep

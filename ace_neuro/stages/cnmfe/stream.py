@@ -1,0 +1,142 @@
+"""Block-wise reading of a movie for CNMF-E: float32 blocks, optional down-sampling.
+
+Every pass of the engine reads the movie through :class:`FrameSource`, so peak
+memory is one block of frames whatever the recording length. A source is
+re-iterable: each ``iter(source)`` starts a new pass.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import CnmfeInputError
+
+__all__ = ["FrameSource", "downsample_space", "upsample_space", "validate_frames"]
+
+
+def validate_frames(frames, *, min_frames: int = 10, name: str = "frames") -> tuple[int, int, int]:
+    """Check that ``frames`` is a (T, H, W) numeric array-like; return its shape.
+
+    Raises
+    ------
+    CnmfeInputError
+        If the object has no 3-D shape, a non-numeric dtype, or too few frames/pixels.
+    """
+    shape = getattr(frames, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise CnmfeInputError(
+            f"{name} must be a (frame, height, width) array-like sliceable along axis 0; "
+            f"got shape {shape!r}. Pass the movie itself (zarr or numpy), not a list of files.")
+    dtype = np.dtype(getattr(frames, "dtype", np.float32))
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise CnmfeInputError(f"{name} must hold integers or floats, got dtype {dtype}")
+    T, H, W = (int(v) for v in shape)
+    if T < min_frames:
+        raise CnmfeInputError(f"{name} has {T} frames; CNMF-E needs at least {min_frames}")
+    if H < 8 or W < 8:
+        raise CnmfeInputError(f"{name} frames are {H}x{W} pixels; CNMF-E needs at least 8x8")
+    return T, H, W
+
+
+def downsample_space(block: np.ndarray, s: int) -> np.ndarray:
+    """Average ``s x s`` pixel tiles of (B, H, W) frames (edges padded by replication).
+
+    Returns shape (B, ceil(H/s), ceil(W/s)), float32.
+    """
+    block = np.asarray(block, dtype=np.float32)
+    if s == 1:
+        return block
+    B, H, W = block.shape
+    h, w = -(-H // s), -(-W // s)
+    if h * s != H or w * s != W:
+        block = np.pad(block, ((0, 0), (0, h * s - H), (0, w * s - W)), mode="edge")
+    return block.reshape(B, h, s, w, s).mean(axis=(2, 4), dtype=np.float32)
+
+
+def upsample_space(block: np.ndarray, s: int, dims: tuple[int, int]) -> np.ndarray:
+    """Bilinear inverse of :func:`downsample_space`: (B, h, w) -> (B, H, W) float32."""
+    block = np.asarray(block, dtype=np.float32)
+    if s == 1:
+        return block
+    B, h, w = block.shape
+    H, W = dims
+    out = np.empty((B, H, W), np.float32)
+    for i0 in range(0, B, 500):  # OpenCV handles at most 512 channels
+        chunk = np.ascontiguousarray(block[i0:i0 + 500].transpose(1, 2, 0))
+        up = cv2.resize(chunk, (w * s, h * s), interpolation=cv2.INTER_LINEAR)
+        if up.ndim == 2:
+            up = up[:, :, None]
+        out[i0:i0 + 500] = up[:H, :W].transpose(2, 0, 1)
+    return out
+
+
+class FrameSource:
+    """Float32 blocks of a movie, optionally averaged in time and space.
+
+    Parameters
+    ----------
+    frames : array-like, shape (T, H, W)
+        Anything sliceable along axis 0 (zarr array, numpy array, memmap).
+    block_frames : int
+        Frames read per block (rounded down to a multiple of ``tsub``).
+    tsub, ssub : int
+        Temporal and spatial averaging factors of the yielded blocks.
+    ranges : sequence of (start, stop), optional
+        Frame ranges to read (default: the whole movie). Averaging over ``tsub``
+        frames never crosses a range boundary; a trailing partial group is averaged
+        over the frames it has.
+    """
+
+    def __init__(self, frames, *, block_frames: int = 128, tsub: int = 1, ssub: int = 1,
+                 ranges: Sequence[tuple[int, int]] | None = None):
+        self.frames = frames
+        self.tsub = int(tsub)
+        self.ssub = int(ssub)
+        T = int(frames.shape[0])
+        self.ranges = [(0, T)] if ranges is None else [(int(a), int(b)) for a, b in ranges if b > a]
+        self.block_frames = max(self.tsub, (int(block_frames) // self.tsub) * self.tsub)
+        H, W = int(frames.shape[1]), int(frames.shape[2])
+        self.full_dims = (H, W)
+        self.dims = (-(-H // self.ssub), -(-W // self.ssub))
+        self.n_frames = sum(-(-(b - a) // self.tsub) for a, b in self.ranges)
+
+    @property
+    def n_input_frames(self) -> int:
+        """Number of movie frames read per pass."""
+        return sum(b - a for a, b in self.ranges)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first output frame index, block)`` with block (b, h, w) float32."""
+        t_out = 0
+        for a, b in self.ranges:
+            for s in range(a, b, self.block_frames):
+                e = min(s + self.block_frames, b)
+                block = np.asarray(self.frames[s:e], dtype=np.float32)
+                block = _average_time(block, self.tsub)
+                block = downsample_space(block, self.ssub)
+                yield t_out, block
+                t_out += block.shape[0]
+
+    def output_times(self) -> np.ndarray:
+        """Centre (input frame index) of every output frame, shape (n_frames,)."""
+        centres = []
+        for a, b in self.ranges:
+            starts = np.arange(a, b, self.tsub)
+            stops = np.minimum(starts + self.tsub, b)
+            centres.append(0.5 * (starts + stops - 1))
+        return np.concatenate(centres) if centres else np.zeros(0)
+
+
+def _average_time(block: np.ndarray, tsub: int) -> np.ndarray:
+    if tsub == 1:
+        return block
+    B = block.shape[0]
+    full = (B // tsub) * tsub
+    parts = []
+    if full:
+        parts.append(block[:full].reshape(full // tsub, tsub, *block.shape[1:]).mean(axis=1, dtype=np.float32))
+    if full < B:
+        parts.append(block[full:].mean(axis=0, keepdims=True, dtype=np.float32))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

@@ -1,0 +1,214 @@
+"""Parameter suggestions from the data: neuron size (gSig, gSiz) and seed thresholds.
+
+The CSV always wins: a suggestion is only used when ``CnmfeParams.use_suggested``
+is true (CSV column ``use_suggested_params``).
+
+* Size. For the strongest seeds, the movie is averaged over the frames where the
+  seed's filtered trace is high and over frames where it is low; the difference
+  is the neuron's 1-photon footprint (background fluctuations are not locked to
+  the neuron's activity and cancel). The area above half of its maximum gives
+  the Gaussian width ``sigma = sqrt(area / (2 pi ln 2))``. The 1-photon blur
+  makes this larger than the soma, which is what the filter must match:
+  ``gSig = round(median sigma)``, ``gSiz = 4 * gSig + 1``.
+* Thresholds. Local maxima of ``corr * pnr`` under permissive thresholds are
+  split in two groups (Otsu's method on log PNR, then on correlation):
+  background/noise maxima and cells. The split points, clipped to sensible
+  ranges, are the suggested ``min_pnr`` and ``min_corr``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .summary import SummaryImages, find_seeds, spatial_filter
+
+__all__ = ["Suggestion", "suggest_parameters", "measure_seed_sizes"]
+
+_PNR_RANGE = (4.0, 30.0)
+_CORR_RANGE = (0.6, 0.95)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """Parameters suggested from a :class:`SummaryImages`.
+
+    Attributes
+    ----------
+    gSig, gSiz : (int, int)
+        Filter width and neuron diameter in pixels.
+    min_corr, min_pnr : float
+        Seed thresholds separating cells from background.
+    footprint_sigma_px : float
+        Median Gaussian width of the measured footprints (NaN if none measured).
+    n_measured : int
+        Number of seeds whose footprint was measured.
+    notes : tuple of str
+        How each value was obtained.
+    """
+
+    gSig: tuple[int, int]
+    gSiz: tuple[int, int]
+    min_corr: float
+    min_pnr: float
+    footprint_sigma_px: float
+    n_measured: int
+    notes: tuple[str, ...]
+
+
+def measure_seed_sizes(source, seeds_yx: np.ndarray, *, gSig, half_width: int | None = None,
+                       active_quantile: float = 0.95) -> np.ndarray:
+    """Gaussian width of the activity-triggered image around each seed.
+
+    Parameters
+    ----------
+    source : re-iterable of (t0, block)
+        Frame blocks (two passes are made).
+    seeds_yx : ndarray, shape (N, 2)
+        Seed positions (row, column).
+    gSig : (int, int)
+        Filter width used to read the seeds' traces.
+    half_width : int, optional
+        Half-size of the measurement box; default ``max(12, 5 * max(gSig))``.
+    active_quantile : float
+        Frames above this quantile of the seed's trace count as active; frames
+        below the median as baseline.
+
+    Returns
+    -------
+    ndarray, shape (M, 3)
+        ``(y, x, sigma_px)`` for the seeds where a width could be measured.
+    """
+    seeds_yx = np.asarray(seeds_yx, dtype=int).reshape(-1, 2)
+    if len(seeds_yx) == 0:
+        return np.zeros((0, 3))
+    hw = int(half_width or max(12, 5 * max(gSig)))
+    traces = []
+    dims = None
+    for _, block in source:
+        F = spatial_filter(block, gSig, center_psf=True)
+        traces.append(F[:, seeds_yx[:, 0], seeds_yx[:, 1]])
+        dims = block.shape[1:]
+    tr = np.concatenate(traces, axis=0).T  # (N, T)
+    hi = np.quantile(tr, active_quantile, axis=1)
+    lo = np.median(tr, axis=1)
+    active = tr >= hi[:, None]
+    base = tr <= lo[:, None]
+    H, W = dims
+    boxes = []
+    for y, x in seeds_yx:
+        boxes.append((max(0, y - hw), min(H, y + hw + 1), max(0, x - hw), min(W, x + hw + 1)))
+    acc_a = [np.zeros((b[1] - b[0], b[3] - b[2])) for b in boxes]
+    acc_b = [np.zeros_like(a) for a in acc_a]
+    for t0, block in source:
+        sl = slice(t0, t0 + block.shape[0])
+        for i, (r0, r1, c0, c1) in enumerate(boxes):
+            ma = active[i, sl]
+            mb = base[i, sl]
+            if ma.any():
+                acc_a[i] += block[ma, r0:r1, c0:c1].sum(axis=0)
+            if mb.any():
+                acc_b[i] += block[mb, r0:r1, c0:c1].sum(axis=0)
+    out = []
+    for i, (y, x) in enumerate(seeds_yx):
+        na, nb = active[i].sum(), base[i].sum()
+        if na == 0 or nb == 0:
+            continue
+        img = acc_a[i] / na - acc_b[i] / nb
+        r0, _, c0, _ = boxes[i]
+        sigma = _half_max_sigma(img, y - r0, x - c0)
+        if np.isfinite(sigma):
+            out.append((y, x, sigma))
+    return np.array(out, dtype=float).reshape(-1, 3)
+
+
+def _half_max_sigma(img: np.ndarray, cy: int, cx: int) -> float:
+    """Gaussian width from the area of the connected half-maximum region at (cy, cx)."""
+    from scipy import ndimage
+
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    img = img - np.median(border)
+    y0, y1 = max(0, cy - 2), min(img.shape[0], cy + 3)
+    x0, x1 = max(0, cx - 2), min(img.shape[1], cx + 3)
+    local = img[y0:y1, x0:x1]
+    if local.size == 0:
+        return float("nan")
+    peak = float(local.max())
+    if not peak > 0:
+        return float("nan")
+    py, px = np.unravel_index(int(np.argmax(local)), local.shape)
+    labels, _ = ndimage.label(img >= peak / 2.0)
+    lab = labels[y0 + py, x0 + px]
+    region = labels == lab
+    # a region touching the box edge is not an isolated neuron
+    if region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any():
+        return float("nan")
+    area = float(region.sum())
+    return float(np.sqrt(area / (2.0 * np.pi * np.log(2.0))))
+
+
+def _otsu(values: np.ndarray, nbins: int = 64) -> float:
+    """Otsu's threshold of a 1-D sample (maximises the between-class variance)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size < 2 or values.min() == values.max():
+        return float(values.mean()) if values.size else float("nan")
+    counts, edges = np.histogram(values, bins=nbins)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(counts)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(counts * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    i = int(np.argmax(between[:-1]))
+    return float(edges[i + 1])
+
+
+def suggest_parameters(summary: SummaryImages) -> Suggestion:
+    """Suggest ``gSig``, ``gSiz``, ``min_corr`` and ``min_pnr`` from summary images.
+
+    Parameters
+    ----------
+    summary : SummaryImages
+        From :func:`~ace_neuro.stages.cnmfe.summary.cnmfe_summary_images`.
+
+    Returns
+    -------
+    Suggestion
+        Thresholds refer to images filtered with ``summary.gSig``; when the
+        suggested ``gSig`` differs, recompute the summary with it before
+        trusting ``min_corr``/``min_pnr`` (the engine does this).
+    """
+    notes = []
+    sizes = summary.size_samples
+    if len(sizes):
+        sigma = float(np.median(sizes[:, 2]))
+        g = max(1, int(round(sigma)))
+        gSig = (g, g)
+        notes.append(f"gSig from the median footprint width {sigma:.2f} px of {len(sizes)} active seeds")
+    else:
+        sigma = float("nan")
+        gSig = tuple(summary.gSig)
+        notes.append("no seed footprint could be measured: gSig kept")
+    gSiz = tuple(4 * g + 1 for g in gSig)
+    cands = find_seeds(summary.corr, summary.pnr, min_corr=0.3, min_pnr=2.0, gSiz=summary.gSiz)
+    if len(cands) >= 4:
+        ys, xs = cands[:, 0].astype(int), cands[:, 1].astype(int)
+        pnr_vals = summary.pnr[ys, xs]
+        t_pnr = float(np.exp(_otsu(np.log(np.maximum(pnr_vals, 1e-3)))))
+        min_pnr = float(np.clip(t_pnr, *_PNR_RANGE))
+        strong = pnr_vals >= min_pnr
+        corr_vals = summary.corr[ys, xs]
+        t_corr = _otsu(corr_vals) if corr_vals.size >= 4 else _CORR_RANGE[1]
+        # cells must correlate at least as well as the weakest of the strong maxima's bulk
+        if strong.sum() >= 3:
+            t_corr = min(t_corr, float(np.quantile(corr_vals[strong], 0.1)))
+        min_corr = float(np.clip(t_corr, *_CORR_RANGE))
+        notes.append(f"min_pnr {min_pnr:.1f} and min_corr {min_corr:.2f} split {len(cands)} local maxima "
+                     f"into background and cells (Otsu)")
+    else:
+        min_pnr, min_corr = 10.0, 0.8
+        notes.append("too few local maxima to split: defaults min_pnr 10, min_corr 0.8")
+    return Suggestion(gSig=gSig, gSiz=gSiz, min_corr=round(min_corr, 3), min_pnr=round(min_pnr, 2),
+                      footprint_sigma_px=sigma, n_measured=int(len(sizes)), notes=tuple(notes))

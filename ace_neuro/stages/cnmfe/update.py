@@ -1,0 +1,326 @@
+"""Streaming passes and the alternating spatial/temporal updates of CNMF-E.
+
+Each pass reads the movie block by block, removes the ring background
+``B = b0 + W (Y - A C - b0)`` of the block and accumulates small products:
+
+* :func:`fit_ring_model` - sufficient statistics of the ring regression on ``Y - A C``;
+* :func:`project_data` - ``A' (Y - B)`` (K x T), for the temporal update;
+* :func:`spatial_products` - ``(Y - B) c_k'`` on each component's search region.
+
+The updates themselves work on those products in memory (K x K, K x T and
+small per-component boxes):
+
+* temporal: block-coordinate descent (HALS) over groups of non-overlapping
+  components; each group's raw traces are deconvolved with OASIS (AR(p),
+  ``decay_time``), which enforces non-negativity and gives the spikes;
+* spatial: HALS on each footprint restricted to its search region (its
+  support dilated by ``gSig`` pixels), non-negative; footprints are then
+  cleaned (values under 10% of the maximum removed, one connected piece) and
+  scaled to a maximum of 1 (traces carry the amplitude, in movie units at the
+  footprint's peak).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import ndimage
+
+from .background import RingAccumulator, RingFilter, RingModel, N_HARMONICS
+from .oasis import deconvolve
+from .stream import downsample_space
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Region", "ac_block", "fit_ring_model", "project_data", "spatial_products", "search_regions",
+    "temporal_update", "TemporalFit", "spatial_update", "overlap_groups",
+]
+
+FOOTPRINT_THRESHOLD = 0.1
+
+
+def ac_block(A: sp.csc_matrix, C_block: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
+    """``A C`` for a block of frames, shape (B, H, W) float32."""
+    B = C_block.shape[1]
+    if A.shape[1] == 0:
+        return np.zeros((B,) + tuple(dims), np.float32)
+    out = (A @ C_block.astype(np.float32, copy=False))  # (P, B)
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T).reshape((B,) + tuple(dims))
+
+
+def fit_ring_model(source: Iterable[tuple[int, np.ndarray]], A: sp.csc_matrix, C: np.ndarray, *,
+                   dims: tuple[int, int], radius: int, ssub_B: int,
+                   n_harmonics: int = N_HARMONICS, tsub: int = 1) -> RingModel:
+    """Estimate ``b0`` and the ring weights from ``X = Y - A C`` in one pass.
+
+    Parameters
+    ----------
+    source : re-iterable of (t0, block)
+        Full-resolution frames.
+    A : sparse (H*W, K); C : ndarray (K, T)
+    dims : (H, W)
+    radius : int
+        Ring radius on the ``ssub_B`` grid.
+    ssub_B : int
+    tsub : int
+        Frames averaged in time before accumulating the ring statistics
+        (speeds up the pass; the background is slow).
+    """
+    low_dims = downsample_space(np.zeros((1,) + tuple(dims), np.float32), ssub_B).shape[1:]
+    ring = RingFilter(low_dims, radius, n_harmonics)
+    acc = RingAccumulator(ring)
+    y_sum = np.zeros(dims)
+    ref = None
+    T = 0
+    for t0, block in source:
+        B = block.shape[0]
+        x = block - ac_block(A, C[:, t0:t0 + B], dims)
+        y_sum += block.sum(axis=0, dtype=np.float64)
+        xl = downsample_space(x, ssub_B)
+        if tsub > 1 and B >= tsub:
+            n = (B // tsub) * tsub
+            xl = xl[:n].reshape(n // tsub, tsub, *xl.shape[1:]).mean(axis=1)
+        if ref is None:
+            ref = xl.mean(axis=0)
+        acc.add(xl - ref)
+        T += B
+    coef = acc.solve()
+    c_mean = C.mean(axis=1) if C.shape[1] else np.zeros(C.shape[0])
+    b0 = y_sum / max(T, 1) - np.asarray(A @ c_mean).reshape(dims)
+    return RingModel(dims=tuple(dims), ssub_B=int(ssub_B), radius=int(radius), n_harmonics=int(n_harmonics),
+                     coef=coef, b0=b0.astype(np.float32))
+
+
+def _clean_blocks(source, A, C, ring: RingModel, dims):
+    """Yield (t0, block, Y - B) for every block."""
+    for t0, block in source:
+        ac = ac_block(A, C[:, t0:t0 + block.shape[0]], dims)
+        yield t0, block, block - ring.background(block, ac)
+
+
+def project_data(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims) -> np.ndarray:
+    """``A' (Y - B)``, shape (K, T) float32, in one pass."""
+    K, T = C.shape
+    out = np.zeros((K, T), np.float32)
+    At = A.T.tocsr().astype(np.float32)
+    for t0, _, yhat in _clean_blocks(source, A, C, ring, dims):
+        B = yhat.shape[0]
+        out[:, t0:t0 + B] = At @ yhat.reshape(B, -1).T
+    return out
+
+
+@dataclass(frozen=True)
+class Region:
+    """A component's search region: box ``[r0, r1) x [c0, c1)`` and boolean mask in it."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    mask: np.ndarray
+
+    def box(self, img: np.ndarray) -> np.ndarray:
+        return img[..., self.r0:self.r1, self.c0:self.c1]
+
+
+def search_regions(A: sp.csc_matrix, dims: tuple[int, int], radius: int) -> list[Region]:
+    """Support of each footprint dilated by a disk of ``radius`` pixels."""
+    H, W = dims
+    A = A.tocsc()
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    disk = (yy ** 2 + xx ** 2) <= radius ** 2
+    regions = []
+    for k in range(A.shape[1]):
+        rows = A.indices[A.indptr[k]:A.indptr[k + 1]]
+        vals = A.data[A.indptr[k]:A.indptr[k + 1]]
+        rows = rows[vals > 0]
+        if rows.size == 0:
+            regions.append(Region(0, 0, 0, 0, np.zeros((0, 0), bool)))
+            continue
+        y, x = np.divmod(rows, W)
+        r0, r1 = max(0, y.min() - radius), min(H, y.max() + radius + 1)
+        c0, c1 = max(0, x.min() - radius), min(W, x.max() + radius + 1)
+        m = np.zeros((r1 - r0, c1 - c0), bool)
+        m[y - r0, x - c0] = True
+        m = ndimage.binary_dilation(m, structure=disk)
+        regions.append(Region(int(r0), int(r1), int(c0), int(c1), m))
+    return regions
+
+
+def spatial_products(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims,
+                     regions: list[Region]) -> list[np.ndarray]:
+    """``sum_t (Y - B)[t, region_k] * C[k, t]`` for every component (one pass)."""
+    out = [np.zeros((r.r1 - r.r0, r.c1 - r.c0)) for r in regions]
+    for t0, _, yhat in _clean_blocks(source, A, C, ring, dims):
+        Cb = C[:, t0:t0 + yhat.shape[0]]
+        for k, r in enumerate(regions):
+            if r.mask.size:
+                out[k] += np.tensordot(Cb[k], yhat[:, r.r0:r.r1, r.c0:r.c1], axes=(0, 0))
+    return out
+
+
+def overlap_groups(A: sp.csc_matrix) -> list[np.ndarray]:
+    """Greedy colouring: groups of components whose footprints do not overlap."""
+    K = A.shape[1]
+    if K == 0:
+        return []
+    B = (A > 0).astype(np.float32)
+    ov = (B.T @ B).tocsr()
+    color = -np.ones(K, int)
+    degree = np.diff(ov.indptr)
+    for k in np.argsort(-degree, kind="stable"):
+        nbr = ov.indices[ov.indptr[k]:ov.indptr[k + 1]]
+        used = set(color[nbr][color[nbr] >= 0].tolist())
+        c = 0
+        while c in used:
+            c += 1
+        color[k] = c
+    return [np.flatnonzero(color == c) for c in range(color.max() + 1)]
+
+
+@dataclass(frozen=True)
+class TemporalFit:
+    """Output of :func:`temporal_update` (all (K, T) float32 except per-component vectors)."""
+
+    C: np.ndarray
+    S: np.ndarray
+    YrA: np.ndarray
+    baseline: np.ndarray
+    sn: np.ndarray
+    g: np.ndarray
+
+
+def temporal_update(AtY: np.ndarray, A: sp.csc_matrix, C: np.ndarray, *, deconv: Callable[[np.ndarray], object],
+                    n_sweeps: int = 2) -> TemporalFit:
+    """HALS over groups of non-overlapping components, each group's traces deconvolved.
+
+    Parameters
+    ----------
+    AtY : ndarray, shape (K, T)
+        ``A' (Y - B)`` from :func:`project_data`.
+    A : sparse (P, K)
+    C : ndarray, shape (K, T)
+        Current traces (starting point).
+    deconv : callable
+        Maps raw traces (k, T) to a :class:`~ace_neuro.stages.cnmfe.oasis.Deconvolution`.
+    n_sweeps : int
+        Passes over all groups.
+    """
+    K, T = AtY.shape
+    C = np.array(C, dtype=np.float32, copy=True)
+    S = np.zeros_like(C)
+    base = np.zeros(K)
+    sn = np.zeros(K)
+    g = np.zeros((K, 2))
+    if K == 0:
+        return TemporalFit(C, S, C.copy(), base, sn, g)
+    AtA = (A.T @ A).tocsr().astype(np.float32)
+    diag = AtA.diagonal().astype(np.float32)
+    diag[diag <= 0] = 1.0
+    groups = overlap_groups(A)
+    for _ in range(max(1, n_sweeps)):
+        for grp in groups:
+            raw = C[grp] + (AtY[grp] - AtA[grp] @ C) / diag[grp, None]
+            d = deconv(raw)
+            C[grp] = d.c
+            S[grp] = d.s
+            base[grp] = d.baseline
+            sn[grp] = d.sn
+            g[grp] = d.g
+    YrA = (AtY - AtA @ C) / diag[:, None]
+    return TemporalFit(C=C, S=S, YrA=YrA.astype(np.float32), baseline=base, sn=sn, g=g)
+
+
+def spatial_update(A: sp.csc_matrix, C: np.ndarray, YC: list[np.ndarray], regions: list[Region],
+                   dims: tuple[int, int], *, n_sweeps: int = 10,
+                   border_pix: int = 0) -> tuple[sp.csc_matrix, np.ndarray]:
+    """HALS for the footprints on their search regions, then clean and rescale.
+
+    Returns the new footprints (max 1) and the traces rescaled to keep ``A C``;
+    components whose footprint vanished are returned as empty columns (the caller
+    drops them).
+    """
+    K = A.shape[1]
+    H, W = dims
+    CC = (C.astype(np.float64) @ C.T.astype(np.float64))
+    Acsc = A.tocsc()
+    boxes = []
+    for k, r in enumerate(regions):
+        full_k = np.asarray(Acsc[:, k].todense()).reshape(dims)
+        boxes.append(r.box(full_k).astype(np.float64) * r.mask if r.mask.size else np.zeros((0, 0)))
+    nbrs = _region_neighbours(regions)
+    for _ in range(n_sweeps):
+        for k, r in enumerate(regions):
+            if not r.mask.size or CC[k, k] <= 0:
+                continue
+            acc = YC[k].copy()
+            for j in nbrs[k]:
+                rj = regions[j]
+                y0, y1 = max(r.r0, rj.r0), min(r.r1, rj.r1)
+                x0, x1 = max(r.c0, rj.c0), min(r.c1, rj.c1)
+                if y0 >= y1 or x0 >= x1 or CC[j, k] == 0:
+                    continue
+                acc[y0 - r.r0:y1 - r.r0, x0 - r.c0:x1 - r.c0] -= CC[j, k] * boxes[j][y0 - rj.r0:y1 - rj.r0,
+                                                                                      x0 - rj.c0:x1 - rj.c0]
+            boxes[k] = np.maximum(boxes[k] + acc / CC[k, k], 0.0) * r.mask
+    cols, rows, vals = [], [], []
+    scale = np.zeros(K)
+    for k, r in enumerate(regions):
+        if not r.mask.size:
+            continue
+        a = _clean(boxes[k])
+        if border_pix > 0:
+            a = _zero_border(a, r, dims, border_pix)
+        m = a.max() if a.size else 0.0
+        if m <= 0:
+            continue
+        yy, xx = np.nonzero(a)
+        rows.append((yy + r.r0) * W + (xx + r.c0))
+        vals.append(a[yy, xx] / m)
+        cols.append(np.full(len(yy), k))
+        scale[k] = m
+    if rows:
+        rows_a, cols_a, vals_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    else:
+        rows_a = cols_a = np.zeros(0, int)
+        vals_a = np.zeros(0)
+    A_new = sp.csc_matrix((vals_a.astype(np.float32), (rows_a, cols_a)), shape=(H * W, K))
+    C_new = (C * scale[:, None]).astype(np.float32)
+    return A_new, C_new
+
+
+def _region_neighbours(regions: list[Region]) -> list[np.ndarray]:
+    """For each region, the regions whose boxes intersect it (itself included)."""
+    if not regions:
+        return []
+    box = np.array([(r.r0, r.r1, r.c0, r.c1) for r in regions])
+    out = []
+    for k in range(len(regions)):
+        inter = ((box[:, 0] < box[k, 1]) & (box[:, 1] > box[k, 0]) &
+                 (box[:, 2] < box[k, 3]) & (box[:, 3] > box[k, 2]))
+        out.append(np.flatnonzero(inter))
+    return out
+
+
+def _clean(a: np.ndarray) -> np.ndarray:
+    """Drop values under 10% of the max; keep the connected piece holding the max."""
+    if a.size == 0 or a.max() <= 0:
+        return np.zeros_like(a)
+    a = np.where(a >= FOOTPRINT_THRESHOLD * a.max(), a, 0.0)
+    labels, n = ndimage.label(a > 0, structure=np.ones((3, 3)))
+    if n > 1:
+        peak = np.unravel_index(int(np.argmax(a)), a.shape)
+        a = np.where(labels == labels[peak], a, 0.0)
+    return a
+
+
+def _zero_border(a: np.ndarray, r: Region, dims, border_pix: int) -> np.ndarray:
+    H, W = dims
+    yy = np.arange(r.r0, r.r1)[:, None]
+    xx = np.arange(r.c0, r.c1)[None, :]
+    inside = (yy >= border_pix) & (yy < H - border_pix) & (xx >= border_pix) & (xx < W - border_pix)
+    return np.where(inside, a, 0.0)
