@@ -14,9 +14,9 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 from resources import ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
 from sensors import all_sensors
 
-from . import ingest
+from . import ingest, preprocess
 
-ASSET_MODULES = [ingest]
+ASSET_MODULES = [ingest, preprocess]
 
 
 def all_assets():

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     print(f"materialising every asset for lines {sorted(demo.formats)} "
           f"(Dagster instance: {os.environ.get('DAGSTER_HOME', 'temporary')}) ...", flush=True)
     runs = materialize_lines(sorted(demo.formats), project_path=str(demo.project_path),
-                             data_path=str(demo.data_path), storage_root=str(storage_root), instance=instance)
+                             data_path=str(demo.data_path), storage_root=str(storage_root), instance=instance,
+                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     print()
     print(summarise(runs, demo, storage_root))
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. `make ui` shows these runs in the Dagster UI.")

@@ -16,11 +16,13 @@ def preview(fig: Figure, alt: str = "preview") -> MetadataValue:
 
 
 def params_metadata(params, stage_hash: str) -> dict[str, Any]:
-    d = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
-    return {"parameters": MetadataValue.json(_jsonable(d)), "parameters_hash": stage_hash}
+    """The parameters a stage used (a dataclass, or a dict of them) and their hash."""
+    return {"parameters": MetadataValue.json(_jsonable(params)), "parameters_hash": stage_hash}
 
 
 def _jsonable(v):
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return _jsonable(dataclasses.asdict(v))
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

@@ -134,13 +134,19 @@ def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: i
         writer = _AlignedWriter(frames, min(chunk_frames, max(t, 1)))
         total = np.zeros((h, w), dtype=np.float64)
         peak = np.full((h, w), -np.inf, dtype=np.float64)
+        nonfinite = 0
         for block in stream.blocks:
             block = np.asarray(block)
             if block.shape[1:] != (h, w):
                 raise StorageError(f"{path}: a block of shape {block.shape} does not fit a movie of {(t, h, w)}")
             writer.write(block.astype(stream.dtype, copy=False))
+            if block.dtype.kind == "f":
+                finite = np.isfinite(block)
+                nonfinite += int(block.size - np.count_nonzero(finite))
+                if nonfinite:
+                    block = np.where(finite, block, 0)
             total += block.sum(axis=0, dtype=np.float64)
-            np.maximum(peak, np.nanmax(block, axis=0) if block.dtype.kind == "f" else block.max(axis=0), out=peak)
+            np.maximum(peak, block.max(axis=0), out=peak)
         n = writer.close()
         if n != t:
             raise StorageError(f"{path}: the stage produced {n} frames but announced {t}; nothing was saved.")
@@ -150,7 +156,8 @@ def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: i
         extras.setdefault("max_projection", peak.astype(np.float32))
         _write_arrays(g.require_group("extras"), extras)
         g.attrs.update(_json_safe({**stream.attrs, **(attrs or {}), "kind": "movie", "frame_rate": stream.frame_rate,
-                                   "shape": [t, h, w], "dtype": str(np.dtype(stream.dtype))}))
+                                   "shape": [t, h, w], "dtype": str(np.dtype(stream.dtype)),
+                                   "nonfinite_pixels": nonfinite}))
         g.attrs["complete"] = True
     return path
 

@@ -1,0 +1,64 @@
+"""Preprocessing assets: ``cropped_movie`` (SPEC 3.1) and ``dff_movie`` (detrend + dF/F, SPEC 3.2-3.3)."""
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from ace_neuro.movie import Movie, MovieAlias, MovieStream
+from ace_neuro.plots.crop import plot_crop_preview
+from ace_neuro.plots.movie import plot_projections
+from ace_neuro.stages.crop import CropBox, apply_crop
+from ace_neuro.stages.dff import detrend_and_dff
+from resources import ProjectResource
+
+from .metadata import params_metadata, preview
+from .partitions import lines_partitions
+
+
+def movie_metadata(movie: Movie) -> dict:
+    return {"shape": MetadataValue.json(list(movie.frames.shape)), "dtype": str(movie.frames.dtype),
+            "frame_rate_hz": round(movie.frame_rate, 4)}
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
+       description="SPEC 3.1: the raw movie cropped to crop_coords (bottom-left origin); a pass-through "
+                   "reference when no crop is set.")
+def cropped_movie(context: AssetExecutionContext, project: ProjectResource, raw_movie: Movie):
+    params = project.params(context.partition_key)
+    p = params.crop
+    stream = apply_crop(raw_movie.frames, p, times=raw_movie.times, frame_rate=raw_movie.frame_rate)
+    meta = params_metadata(p, params.stage_hash("crop"))
+    full_mean = raw_movie.extras["mean_projection"][:]
+    if stream is None:
+        reason = "crop disabled" if not p.enabled else "no crop_coords set (headless): not cropped"
+        context.log.warning(f"line {context.partition_key}: {reason}")
+        context.add_output_metadata({**meta, **movie_metadata(raw_movie), "cropped": False, "reason": reason,
+                                     "preview": preview(plot_crop_preview(full_mean, None, kind="mean"))})
+        return MovieAlias(raw_movie, reason)
+    box = stream.attrs["crop_box"]
+
+    def describe(movie: Movie) -> dict:
+        return {**meta, **movie_metadata(movie), "cropped": True,
+                "crop_rows": f"{box[0]}..{box[1] - 1}", "crop_cols": f"{box[2]}..{box[3] - 1}",
+                "preview": preview(plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
+
+    stream.describe = describe
+    return stream
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
+       description="SPEC 3.2-3.3: detrended (median/linear) and dF/F (block-percentile baseline at the real "
+                   "frame rate) movie, float32; a pass-through reference when both are disabled.")
+def dff_movie(context: AssetExecutionContext, project: ProjectResource, cropped_movie: Movie):
+    params = project.params(context.partition_key)
+    meta = {**params_metadata({"detrend": params.detrend, "dff": params.dff}, params.stage_hash("detrend", "dff"))}
+    stream = detrend_and_dff(cropped_movie.frames, params.detrend, params.dff,
+                             frame_rate=cropped_movie.frame_rate, times=cropped_movie.times)
+    if stream is None:
+        context.add_output_metadata({**meta, **movie_metadata(cropped_movie), "passthrough": True})
+        return MovieAlias(cropped_movie, "detrend and dF/F disabled")
+
+    def describe(movie: Movie) -> dict:
+        return {**meta, **movie_metadata(movie), "passthrough": False,
+                "preview": preview(plot_projections(movie.extras["mean_projection"][:],
+                                                    movie.extras["max_projection"][:], title="dF/F"))}
+
+    stream.describe = describe
+    return stream
