@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from resources import ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
+from resources import JsonIOManager, ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
 from sensors import all_sensors
 
-from . import ingest, preprocess
+from . import ingest, parameters, preprocess
 
-ASSET_MODULES = [ingest, preprocess]
+ASSET_MODULES = [parameters, ingest, preprocess]
 
 
 def all_assets():
@@ -27,17 +27,23 @@ def all_checks():
     return load_asset_checks_from_modules(ASSET_MODULES)
 
 
+def build_resources(project, storage_root: str) -> dict:
+    """The resources every asset needs: the project and the three IO managers under one root."""
+    root = str(storage_root)
+    return {
+        "project": project,
+        "zarr_io": ZarrIOManager(base_path=root),
+        "parquet_io": ParquetIOManager(base_path=root),
+        "json_io": JsonIOManager(base_path=root),
+    }
+
+
 def build_definitions(*, project=None, storage_root: str | None = None) -> Definitions:
-    root = storage_root or default_storage_root()
     return Definitions(
         assets=all_assets(),
         asset_checks=all_checks(),
         sensors=all_sensors(),
-        resources={
-            "project": project or env_project_resource(),
-            "zarr_io": ZarrIOManager(base_path=root),
-            "parquet_io": ParquetIOManager(base_path=root),
-        },
+        resources=build_resources(project or env_project_resource(), storage_root or default_storage_root()),
     )
 
 

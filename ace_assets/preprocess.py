@@ -6,7 +6,7 @@ from ace_neuro.plots.crop import plot_crop_preview
 from ace_neuro.plots.movie import plot_projections
 from ace_neuro.stages.crop import CropBox, apply_crop
 from ace_neuro.stages.dff import detrend_and_dff
-from resources import ProjectResource
+from ace_neuro.params import CropParams, DetrendParams, DffParams, params_hash
 
 from .metadata import params_metadata, preview
 from .partitions import lines_partitions
@@ -20,11 +20,10 @@ def movie_metadata(movie: Movie) -> dict:
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
        description="SPEC 3.1: the raw movie cropped to crop_coords (bottom-left origin); a pass-through "
                    "reference when no crop is set.")
-def cropped_movie(context: AssetExecutionContext, project: ProjectResource, raw_movie: Movie):
-    params = project.params(context.partition_key)
-    p = params.crop
+def cropped_movie(context: AssetExecutionContext, raw_movie: Movie, crop_parameters: CropParams):
+    p = crop_parameters
     stream = apply_crop(raw_movie.frames, p, times=raw_movie.times, frame_rate=raw_movie.frame_rate)
-    meta = params_metadata(p, params.stage_hash("crop"))
+    meta = params_metadata(p, params_hash(p))
     full_mean = raw_movie.extras["mean_projection"][:]
     if stream is None:
         reason = "crop disabled" if not p.enabled else "no crop_coords set (headless): not cropped"
@@ -46,10 +45,11 @@ def cropped_movie(context: AssetExecutionContext, project: ProjectResource, raw_
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
        description="SPEC 3.2-3.3: detrended (median/linear) and dF/F (block-percentile baseline at the real "
                    "frame rate) movie, float32; a pass-through reference when both are disabled.")
-def dff_movie(context: AssetExecutionContext, project: ProjectResource, cropped_movie: Movie):
-    params = project.params(context.partition_key)
-    meta = {**params_metadata({"detrend": params.detrend, "dff": params.dff}, params.stage_hash("detrend", "dff"))}
-    stream = detrend_and_dff(cropped_movie.frames, params.detrend, params.dff,
+def dff_movie(context: AssetExecutionContext, cropped_movie: Movie, detrend_parameters: DetrendParams,
+              dff_parameters: DffParams):
+    meta = params_metadata({"detrend": detrend_parameters, "dff": dff_parameters},
+                           params_hash(detrend_parameters) + params_hash(dff_parameters))
+    stream = detrend_and_dff(cropped_movie.frames, detrend_parameters, dff_parameters,
                              frame_rate=cropped_movie.frame_rate, times=cropped_movie.times)
     if stream is None:
         context.add_output_metadata({**meta, **movie_metadata(cropped_movie), "passthrough": True})

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from dagster import AssetKey, DagsterInstance, materialize
 
-from resources import ParquetIOManager, ProjectResource, ZarrIOManager
+from resources import ProjectResource
 
 from .partitions import LINES_PARTITION, sync_line_partitions
 
@@ -53,14 +53,13 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
 
     ``run_config`` is passed to every run as is (the CLI uses it to set the console log level).
     """
-    from .definitions import all_assets, all_checks
+    from .definitions import all_assets, all_checks, build_resources
 
     instance = instance or get_instance()
     project = ProjectResource(project_path=str(project_path), data_path=str(data_path or ""),
                               overrides=dict(overrides or {}))
     sync_line_partitions(instance, project.load())
-    resources = {"project": project, "zarr_io": ZarrIOManager(base_path=str(storage_root)),
-                 "parquet_io": ParquetIOManager(base_path=str(storage_root))}
+    resources = build_resources(project, storage_root)
     runs = []
     for line in lines:
         t0 = time.perf_counter()

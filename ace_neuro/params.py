@@ -497,5 +497,34 @@ def replace(params, **changes):
 __all__ = [
     "ParameterError", "CropParams", "DetrendParams", "DffParams", "MotionParams", "CnmfeParams",
     "EvaluationParams", "EventParams", "FilterParams", "SpectrogramParams", "PipelineParams",
-    "build_pipeline_params", "unknown_parameter_names", "KNOWN_PARAMETERS",
+    "build_pipeline_params", "unknown_parameter_names", "KNOWN_PARAMETERS", "params_to_dict", "params_from_dict",
+    "params_hash",
 ]
+
+
+# --------------------------------------------------------------------------- snapshots
+STAGE_PARAMETER_TYPES = {cls.__name__: cls for cls in (
+    CropParams, DetrendParams, DffParams, MotionParams, CnmfeParams, EvaluationParams, EventParams,
+    FilterParams, SpectrogramParams)}
+
+
+def params_to_dict(params) -> dict[str, Any]:
+    """A stage's parameters as JSON-ready data, with their type name (for :func:`params_from_dict`)."""
+    return {"type": type(params).__name__, "values": dataclasses.asdict(params)}
+
+
+def params_from_dict(data: Mapping[str, Any]):
+    """Rebuild a stage's parameter dataclass from :func:`params_to_dict` output (lists back to tuples)."""
+    try:
+        cls = STAGE_PARAMETER_TYPES[data["type"]]
+    except KeyError:
+        raise ParameterError(f"unknown parameter type {data.get('type')!r}") from None
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data["values"].items() if k in names}
+    return cls(**values)
+
+
+def params_hash(params) -> str:
+    """Short, stable hash of one stage's parameters."""
+    payload = json.dumps(dataclasses.asdict(params), sort_keys=True, default=list)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -5,6 +5,7 @@ science library stays free of Dagster.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from ace_neuro import storage
 from ace_neuro.movie import MovieAlias, MovieStream
+from ace_neuro.params import params_from_dict, params_to_dict
 
 
 def default_storage_root() -> str:
@@ -79,3 +81,25 @@ class ParquetIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         return storage.read_table(self.path_for(context))
+
+
+class JsonIOManager(ConfigurableIOManager):
+    """Small typed values (a stage's parameter snapshot) as JSON files, written atomically."""
+
+    base_path: str
+
+    def path_for(self, context) -> Path:
+        return _asset_path(self.base_path, context, ".json")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        path = self.path_for(context)
+        with storage.atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(params_to_dict(obj), indent=1, sort_keys=True))
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext):
+        path = self.path_for(context)
+        if not path.exists():
+            raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
+                                       f"for this partition first.")
+        return params_from_dict(json.loads(path.read_text()))

@@ -1,0 +1,107 @@
+"""``motion_corrected_movie`` (SPEC 3.4): NoRMCorre-style correction, shifts and template stored beside it."""
+import numpy as np
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset,
+                     asset_check)
+
+from ace_neuro.engines import get_engine
+from ace_neuro.movie import Movie, MovieAlias
+from ace_neuro.plots.motion import plot_before_after, plot_shifts
+from ace_neuro.stages.motion import motion_result_from_arrays
+from ace_neuro.params import MotionParams, params_hash
+from resources import ProjectResource
+
+from .metadata import params_metadata, preview
+from .partitions import lines_partitions
+
+HEAVY_POOL = "heavy"
+
+
+def _result(movie: Movie, params):
+    return motion_result_from_arrays({k: np.asarray(v[:]) for k, v in movie.extras.items()}, params)
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="motion", kinds={"zarr"},
+       pool=HEAVY_POOL,
+       description="SPEC 3.4: rigid or piecewise-rigid motion correction (shifts estimated on the gSig_filt "
+                   "high-pass copy, applied to the unfiltered movie), float32; shifts, template and quality "
+                   "figures stored beside it. A pass-through reference when apply_motion_correction is FALSE.")
+def motion_corrected_movie(context: AssetExecutionContext, project: ProjectResource, dff_movie: Movie,
+                           motion_parameters: MotionParams):
+    mp = motion_parameters
+    meta = params_metadata(mp, params_hash(mp))
+    if not mp.enabled:
+        context.add_output_metadata({**meta, "corrected": False, "shape": MetadataValue.json(list(dff_movie.frames.shape))})
+        return MovieAlias(dff_movie, "apply_motion_correction is FALSE")
+    engine = get_engine(project.params(context.partition_key).engine)
+    stream = engine.correct_motion(dff_movie.frames, mp, times=dff_movie.times, frame_rate=dff_movie.frame_rate)
+    stream.attrs.update({"engine": engine.name, "engine_version": engine.version})
+
+    def describe(movie: Movie) -> dict:
+        r = _result(movie, mp)
+        shifts = r.rigid_shifts
+        return {
+            **meta, "corrected": True, "engine": f"{engine.name} {engine.version}",
+            "shape": MetadataValue.json(list(movie.frames.shape)), "frame_rate_hz": round(movie.frame_rate, 4),
+            "mode": "piecewise-rigid" if r.patch_shifts is not None else "rigid",
+            "max_abs_shift_px": float(np.abs(shifts).max()) if len(shifts) else 0.0,
+            "corr_with_template_before": float(np.nanmean(r.corr_before)),
+            "corr_with_template_after": float(np.nanmean(r.corr_after)),
+            "residual_shift_px_median": float(np.nanmedian(r.residual_shift)),
+            "preview": preview(plot_shifts(r, movie.times)),
+            "before_after": preview(plot_before_after(r.mean_before, r.mean_after)),
+        }
+
+    stream.describe = describe
+    return stream
+
+
+def _corrected(movie: Movie, mp: MotionParams):
+    if not mp.enabled or "rigid_shifts" not in movie.extras:
+        return None
+    return _result(movie, mp)
+
+
+@asset_check(asset=motion_corrected_movie, description="Shifts stay within max_shifts (and max_deviation_rigid "
+                                                       "for patches).", blocking=True)
+def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: MotionParams) -> AssetCheckResult:
+    mp = motion_parameters
+    r = _corrected(motion_corrected_movie, mp)
+    if r is None:
+        return AssetCheckResult(passed=True, metadata={"skipped": "motion correction disabled"})
+    max_abs = np.abs(r.rigid_shifts).max(axis=0)
+    ok = bool(max_abs[0] <= mp.max_shifts[0] + 1e-3 and max_abs[1] <= mp.max_shifts[1] + 1e-3)
+    meta = {"max_abs_dy": float(max_abs[0]), "max_abs_dx": float(max_abs[1]),
+            "max_shifts": MetadataValue.json(list(mp.max_shifts))}
+    if r.patch_shifts is not None:
+        dev = np.abs(r.patch_shifts - r.rigid_shifts[:, None, None, :]).max()
+        meta["max_patch_deviation_px"] = float(dev)
+        ok = ok and bool(dev <= mp.max_deviation_rigid + 1e-3)
+    return AssetCheckResult(passed=ok, metadata=meta)
+
+
+@asset_check(asset=motion_corrected_movie, description="Frames correlate better with the template after "
+                                                       "correction than before.")
+def template_correlation_improved(motion_corrected_movie: Movie,
+                                  motion_parameters: MotionParams) -> AssetCheckResult:
+    r = _corrected(motion_corrected_movie, motion_parameters)
+    if r is None:
+        return AssetCheckResult(passed=True, metadata={"skipped": "motion correction disabled"})
+    before, after = float(np.nanmean(r.corr_before)), float(np.nanmean(r.corr_after))
+    return AssetCheckResult(passed=after >= before - 1e-4, severity=AssetCheckSeverity.WARN,
+                            metadata={"corr_before": before, "corr_after": after})
+
+
+def movie_finite_check(asset_def, name: str):
+    """An asset check that every pixel of a stored movie is finite (counted while it was written)."""
+
+    @asset_check(asset=asset_def, name=name, blocking=True,
+                 description="Every pixel is finite (no NaN or inf), counted while the movie was written.")
+    def _check(movie) -> AssetCheckResult:
+        n_bad = int(movie.attrs.get("nonfinite_pixels", 0))
+        return AssetCheckResult(passed=n_bad == 0, metadata={"nonfinite_pixels": n_bad,
+                                                             "frames": movie.n_frames})
+
+    return _check
+
+
+motion_corrected_finite = movie_finite_check(motion_corrected_movie, "motion_corrected_finite")

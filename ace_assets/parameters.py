@@ -1,0 +1,45 @@
+"""Parameter snapshots: each stage's typed parameters for a line, as assets with a data version.
+
+Every stage reads its parameters from its snapshot asset, not from the CSV directly. The
+snapshot's data version is the hash of the values, so when a line's row of
+analysis_parameters.csv changes and the snapshots are re-materialised (the
+``parameters_changed`` sensor does it), exactly the stages whose parameters changed -
+and everything downstream of them - show as stale in the UI. A parameter that did not
+change keeps its data version, so nothing downstream of it is marked.
+"""
+import dataclasses
+
+from dagster import AssetExecutionContext, AssetOut, DataVersion, MetadataValue, Output, multi_asset
+
+from ace_neuro.params import params_hash
+from resources import ProjectResource
+
+from .partitions import lines_partitions
+
+#: snapshot asset name -> field of PipelineParams
+PARAMETER_ASSETS = {
+    "crop_parameters": "crop",
+    "detrend_parameters": "detrend",
+    "dff_parameters": "dff",
+    "motion_parameters": "motion",
+    "cnmfe_parameters": "cnmfe",
+    "evaluation_parameters": "evaluation",
+    "event_parameters": "events",
+    "filter_parameters": "filter",
+    "spectrogram_parameters": "spectrogram",
+}
+
+
+@multi_asset(
+    partitions_def=lines_partitions,
+    outs={name: AssetOut(io_manager_key="json_io", group_name="parameters", kinds={"json"},
+                         description=f"Typed '{field}' parameters of this line (defaults < CSV < overrides).")
+          for name, field in PARAMETER_ASSETS.items()},
+)
+def line_parameters(context: AssetExecutionContext, project: ProjectResource):
+    params = project.params(context.partition_key)
+    for name, field in PARAMETER_ASSETS.items():
+        value = getattr(params, field)
+        digest = params_hash(value)
+        yield Output(value, output_name=name, data_version=DataVersion(digest),
+                     metadata={"values": MetadataValue.json(dataclasses.asdict(value)), "parameters_hash": digest})

@@ -1,0 +1,100 @@
+"""Table assets from traces: ``calcium_phase`` (SPEC 3.8), ``calcium_events`` (3.7), ``spectrograms`` (3.9)."""
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from ace_neuro.movie import Movie
+from ace_neuro.plots.signals import (plot_event_phase_histogram, plot_event_raster, plot_filtered_phase,
+                                     plot_spectrogram)
+from ace_neuro.stages.cnmfe import CnmfeResult
+from ace_neuro.stages.events import attach_phase, detect_events
+from ace_neuro.stages.phase import compute_phase, mean_fluorescence, phase_table
+from ace_neuro.stages.spectrogram import multitaper_spectrogram, spectrogram_table
+from ace_neuro.params import EventParams, FilterParams, SpectrogramParams, params_hash
+
+from .metadata import params_metadata, preview
+from .partitions import lines_partitions
+
+
+def accepted_ids(components: pd.DataFrame) -> np.ndarray:
+    return components.loc[components["accepted"], "component_id"].to_numpy(dtype=np.int64)
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
+       description="SPEC 3.8: per frame, the cropped field's mean fluorescence, band-passed (zero-phase) and its "
+                   "Hilbert phase in (-pi, pi]; the same phase per accepted component (phase_rad_<id>).")
+def calcium_phase(context: AssetExecutionContext, cropped_movie: Movie, cnmfe_estimates: CnmfeResult,
+                  accepted_components: pd.DataFrame, filter_parameters: FilterParams) -> pd.DataFrame:
+    fp = filter_parameters
+    meta = params_metadata(fp, params_hash(fp))
+    trace = mean_fluorescence(cropped_movie.frames)
+    fs = cropped_movie.frame_rate
+    if not fp.phase_enabled:
+        context.add_output_metadata({**meta, "disabled": "compute_miniscope_phase is FALSE"})
+        return pd.DataFrame({"frame": np.arange(len(trace)), "time_s": cropped_movie.times,
+                             "mean_fluorescence": trace})
+    mean_field = compute_phase(trace, fs, fp)
+    ids = accepted_ids(accepted_components)
+    comps = compute_phase(cnmfe_estimates.C[ids], fs, fp) if len(ids) else None
+    table = phase_table(cropped_movie.times, mean_field, components=comps, component_ids=ids)
+    table.insert(2, "mean_fluorescence", trace)
+    context.add_output_metadata({
+        **meta, "frames": len(table), "components": len(ids), "sampling_rate_hz": round(fs, 4),
+        "filter": fp.ftype if fp.filter_enabled else "none (unfiltered phase)",
+        "phases_finite": bool(np.isfinite(table["phase_rad"]).all()),
+        "preview": preview(plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
+    })
+    return table
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
+       description="SPEC 3.7: one row per calcium event of each accepted component: frame in the movie, time (s) "
+                   "from the timestamps, amplitude, prominence, method and threshold, phase at the event.")
+def calcium_events(context: AssetExecutionContext, cnmfe_estimates: CnmfeResult,
+                   accepted_components: pd.DataFrame, calcium_phase: pd.DataFrame,
+                   event_parameters: EventParams) -> pd.DataFrame:
+    ep = event_parameters
+    meta = params_metadata(ep, params_hash(ep))
+    ids = accepted_ids(accepted_components)
+    times = calcium_phase["time_s"].to_numpy()
+    est = cnmfe_estimates
+    events = detect_events(est.C[ids], times, ep, component_ids=ids, spikes=est.S[ids], noise=est.sn[ids])
+    if "phase_rad" in calcium_phase:
+        events = attach_phase(events, calcium_phase["phase_rad"].to_numpy())
+    events.insert(0, "line", int(context.partition_key))
+    duration_min = max((times[-1] - times[0]) / 60.0, 1e-9) if len(times) > 1 else float("nan")
+    per_comp = events.groupby("component_id").size().reindex(ids, fill_value=0) if len(ids) else pd.Series(dtype=int)
+    rates = (per_comp / duration_min) if len(ids) else per_comp
+    figs = {}
+    if len(ids):
+        figs["preview"] = preview(plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
+    if len(events):
+        figs["phase_histogram"] = preview(plot_event_phase_histogram(events))
+    context.add_output_metadata({
+        **meta, "n_events": len(events), "components": len(ids), "method": ep.method,
+        "events_per_min_median": float(np.median(rates)) if len(rates) else 0.0,
+        "events_per_min_max": float(rates.max()) if len(rates) else 0.0, **figs,
+    })
+    return events
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
+       description="SPEC 3.9: multitaper spectrogram (DPSS, NW=time_bandwidth, 2NW-1 tapers) of the mean "
+                   "fluorescence, long form: window centre time, frequency, power, power in dB.")
+def spectrograms(context: AssetExecutionContext, calcium_phase: pd.DataFrame, cropped_movie: Movie,
+                 spectrogram_parameters: SpectrogramParams) -> pd.DataFrame:
+    sp = spectrogram_parameters
+    meta = params_metadata(sp, params_hash(sp))
+    trace = calcium_phase["mean_fluorescence"].to_numpy()
+    if not sp.enabled:
+        context.add_output_metadata({**meta, "disabled": "compute_miniscope_spectrogram is FALSE"})
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in ("time_s", "frequency_hz", "power", "power_db")})
+    spec = multitaper_spectrogram(trace, cropped_movie.frame_rate, sp, times=calcium_phase["time_s"].to_numpy())
+    table = spectrogram_table(spec)
+    context.add_output_metadata({
+        **meta, "windows": int(spec.power.shape[0]), "frequencies": int(spec.power.shape[1]),
+        "freq_lims_used_hz": MetadataValue.json([float(f) for f in spec.freq_lims_used]),
+        "tapers": int(spec.n_tapers), "sampling_rate_hz": round(spec.fs, 4),
+        **({"preview": preview(plot_spectrogram(spec))} if spec.power.size else {}),
+    })
+    return table
