@@ -1,6 +1,6 @@
 """``motion_corrected_movie`` (SPEC 3.4): NoRMCorre-style correction, shifts and template stored beside it."""
 import numpy as np
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset,
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset,
                      asset_check)
 
 from ace_neuro.engines import get_engine
@@ -61,7 +61,8 @@ def _corrected(movie: Movie, mp: MotionParams):
     return _result(movie, mp)
 
 
-@asset_check(asset=motion_corrected_movie, description="Shifts stay within max_shifts (and max_deviation_rigid "
+@asset_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
+             description="Shifts stay within max_shifts (and max_deviation_rigid "
                                                        "for patches).", blocking=True)
 def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: MotionParams) -> AssetCheckResult:
     mp = motion_parameters
@@ -79,7 +80,8 @@ def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: Motio
     return AssetCheckResult(passed=ok, metadata=meta)
 
 
-@asset_check(asset=motion_corrected_movie, description="Frames correlate better with the template after "
+@asset_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
+             description="Frames correlate better with the template after "
                                                        "correction than before.")
 def template_correlation_improved(motion_corrected_movie: Movie,
                                   motion_parameters: MotionParams) -> AssetCheckResult:

@@ -1,7 +1,8 @@
 """Table assets from traces: ``calcium_phase`` (SPEC 3.8), ``calcium_events`` (3.7), ``spectrograms`` (3.9)."""
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset,
+                     asset_check)
 
 from ace_neuro.movie import Movie
 from ace_neuro.plots.signals import (plot_event_phase_histogram, plot_event_raster, plot_filtered_phase,
@@ -98,3 +99,57 @@ def spectrograms(context: AssetExecutionContext, calcium_phase: pd.DataFrame, cr
         **({"preview": preview(plot_spectrogram(spec))} if spec.power.size else {}),
     })
     return table
+
+
+# ------------------------------------------------------------------------------------------- checks
+#: plausible calcium event rates per accepted component (events per minute): cortical/hippocampal
+#: neurons imaged with GCaMP fire a few transients per minute; hundreds per minute is noise.
+EVENT_RATE_RANGE_PER_MIN = (0.05, 120.0)
+
+
+@asset_check(asset=calcium_events, additional_ins={"accepted_components": AssetIn(), "calcium_phase": AssetIn()},
+             description="Event rate of each accepted component lies within "
+             f"{EVENT_RATE_RANGE_PER_MIN[0]}-{EVENT_RATE_RANGE_PER_MIN[1]} events/min (else the threshold is "
+             "likely wrong).")
+def event_rate_plausible(calcium_events: pd.DataFrame, accepted_components: pd.DataFrame,
+                         calcium_phase: pd.DataFrame) -> AssetCheckResult:
+    ids = accepted_ids(accepted_components)
+    times = calcium_phase["time_s"].to_numpy()
+    minutes = (times[-1] - times[0]) / 60.0 if len(times) > 1 else 0.0
+    if not len(ids) or minutes <= 0:
+        return AssetCheckResult(passed=True, metadata={"skipped": "no accepted components"})
+    rates = calcium_events.groupby("component_id").size().reindex(ids, fill_value=0) / minutes
+    lo, hi = EVENT_RATE_RANGE_PER_MIN
+    outside = rates[(rates < lo) | (rates > hi)]
+    return AssetCheckResult(
+        passed=len(outside) == 0, severity=AssetCheckSeverity.WARN,
+        metadata={"components": len(ids), "outside_range": len(outside),
+                  "outside_ids": MetadataValue.json([int(i) for i in outside.index[:50]]),
+                  "rate_median_per_min": float(rates.median()), "rate_max_per_min": float(rates.max())})
+
+
+@asset_check(asset=calcium_phase, description="Every phase value is finite and within (-pi, pi].", blocking=True)
+def phases_finite(calcium_phase: pd.DataFrame) -> AssetCheckResult:
+    cols = [c for c in calcium_phase.columns if c.startswith("phase_rad")]
+    values = calcium_phase[cols].to_numpy() if cols else np.zeros((0, 0))
+    finite = bool(np.isfinite(values).all())
+    in_range = bool(((values > -np.pi - 1e-9) & (values <= np.pi + 1e-9)).all()) if values.size else True
+    return AssetCheckResult(passed=finite and in_range, metadata={"phase_columns": len(cols), "finite": finite,
+                                                                  "within_pi": in_range})
+
+
+@asset_check(asset=spectrograms, additional_ins={"cropped_movie": AssetIn(), "spectrogram_parameters": AssetIn()},
+             description="Frequencies lie within freq_lims (upper limit capped at Nyquist) "
+             "and power is finite and non-negative.")
+def spectrogram_frequencies_within_limits(spectrograms: pd.DataFrame, cropped_movie: Movie,
+                                          spectrogram_parameters: SpectrogramParams) -> AssetCheckResult:
+    if spectrograms.empty:
+        return AssetCheckResult(passed=True, metadata={"skipped": "spectrogram disabled or recording too short"})
+    lo, hi = spectrogram_parameters.freq_lims
+    nyquist = cropped_movie.frame_rate / 2
+    f = spectrograms["frequency_hz"].to_numpy()
+    p = spectrograms["power"].to_numpy()
+    ok_f = bool(f.min() >= lo - 1e-9 and f.max() <= min(hi, nyquist) + 1e-9)
+    ok_p = bool(np.isfinite(p).all() and (p >= 0).all())
+    return AssetCheckResult(passed=ok_f and ok_p, metadata={"f_min_hz": float(f.min()), "f_max_hz": float(f.max()),
+                                                            "nyquist_hz": nyquist, "power_ok": ok_p})

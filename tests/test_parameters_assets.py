@@ -1,0 +1,55 @@
+"""Parameter snapshots: typed round trip, and a changed CSV row marks only the affected stage."""
+import numpy as np
+import pytest
+from dagster import DagsterInstance, materialize
+
+from ace_assets.definitions import build_resources
+from ace_assets.parameters import PARAMETER_ASSETS, line_parameters
+from ace_assets.partitions import sync_line_partitions
+from ace_assets.preprocess import cropped_movie
+from ace_assets.ingest import raw_movie
+from ace_assets.staleness import changed_inputs, current_data_version
+from ace_neuro.params import MotionParams, params_from_dict, params_to_dict
+from ace_neuro.project import Project, save_crop_coords
+from ace_neuro.synthetic.project import write_demo_project
+from resources import ProjectResource
+
+
+def test_params_round_trip_through_json_dict():
+    p = MotionParams(max_shifts=(9, 11), gSig_filt=None, strides=(30, 40))
+    assert params_from_dict(params_to_dict(p)) == p
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return write_demo_project(out, lines=(96,), height=64, width=64, n_frames=120)
+
+
+def test_changed_row_marks_only_affected_stage_stale(demo, tmp_path):
+    instance = DagsterInstance.ephemeral()
+    project = ProjectResource(project_path=str(demo.project_path), data_path=str(demo.data_path))
+    sync_line_partitions(instance, project.load())
+    resources = build_resources(project, str(tmp_path / "store"))
+    assets = [line_parameters, raw_movie, cropped_movie]
+    assert materialize(assets, partition_key="96", instance=instance, resources=resources).success
+    v_crop = current_data_version(instance, "crop_parameters", "96")
+    v_motion = current_data_version(instance, "motion_parameters", "96")
+    assert changed_inputs(instance, "cropped_movie", "96") == []
+    # a person draws a crop: the CSV changes, the snapshots are re-materialised
+    save_crop_coords(demo.project_path, 96, (4, 60, 60, 4))
+    assert materialize([line_parameters], partition_key="96", instance=instance, resources=resources).success
+    assert current_data_version(instance, "crop_parameters", "96") != v_crop
+    assert current_data_version(instance, "motion_parameters", "96") == v_motion  # unchanged stage
+    assert changed_inputs(instance, "cropped_movie", "96") == ["crop_parameters"]
+    # re-materialising the stage picks the new snapshot up and clears the staleness
+    res = materialize(assets, partition_key="96", instance=instance, resources=resources,
+                      selection=["cropped_movie"])
+    assert res.success and changed_inputs(instance, "cropped_movie", "96") == []
+    from ace_neuro.storage import open_movie
+    assert open_movie(tmp_path / "store" / "cropped_movie" / "96.zarr").frames.shape[1:] == (56, 56)
+
+
+def test_every_stage_has_a_snapshot():
+    assert set(PARAMETER_ASSETS.values()) == {"crop", "detrend", "dff", "motion", "cnmfe", "evaluation", "events",
+                                              "filter", "spectrogram"}
