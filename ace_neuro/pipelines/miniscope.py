@@ -458,8 +458,10 @@ class MiniscopePipeline:
         review = (not headless) and (remove_components_with_gui is None or bool(remove_components_with_gui))
         needs_crop_window = (not headless) and params.crop.enabled and params.crop.coords is None
         needs_review = review and params.cnmfe.enabled
-        if needs_crop_window or needs_review:
-            self._check_windows_available(line_num, needs_crop_window, needs_review)
+        default_crop_window = needs_crop_window and self.crop_selector is None
+        default_review_window = needs_review and self.component_reviewer is None
+        if default_crop_window or default_review_window:
+            self._check_windows_available(line_num, default_crop_window, default_review_window)
         log.info("line %d: %s -> outputs under %s%s", line_num, session_dir, root, " (headless)" if headless else "")
 
         from ace_assets.runner import get_instance
@@ -746,6 +748,28 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("ace_neuro.pipelines").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def run_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`MiniscopePipeline.run` the command line stands for.
+
+    Options not given stay out (so the API's defaults - the CSV, then :mod:`ace_neuro.params` -
+    apply): the CLI and the API share one set of defaults.
+    """
+    kwargs: dict[str, Any] = {"line_num": args.line_num, "project_path": args.project_path,
+                              "data_path": args.data_path, "headless": args.headless,
+                              "storage_root": args.storage_root, "filenames": args.filenames}
+    for name, value in args.assignments:
+        if name in kwargs:
+            raise ParameterError(f"--set {name}=...: '{name}' has its own option (--{name.replace('_', '-')})")
+        kwargs[name] = value
+    if args.crop_coords is not None:
+        kwargs["crop_coords"] = tuple(args.crop_coords)
+    if args.no_crop:
+        kwargs["crop"] = False
+    if args.no_review:
+        kwargs["remove_components_with_gui"] = False
+    return kwargs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (0 success, 1 handled error)."""
     args = build_parser().parse_args(argv)
@@ -754,16 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import matplotlib
 
         matplotlib.use("Agg")  # figures go to files; nothing may try to open a window
-    kwargs: dict[str, Any] = dict(args.assignments)
-    if args.crop_coords is not None:
-        kwargs["crop_coords"] = tuple(args.crop_coords)
-    if args.no_crop:
-        kwargs["crop"] = False
-    if args.no_review:
-        kwargs["remove_components_with_gui"] = False
     try:
-        MiniscopePipeline().run(args.line_num, args.project_path, args.data_path, headless=args.headless,
-                                storage_root=args.storage_root, filenames=args.filenames, **kwargs)
+        MiniscopePipeline().run(**run_arguments(args))
     except (PipelineError, ProjectError, ReaderError, ParameterError) as exc:
         if args.debug:
             raise
