@@ -283,3 +283,15 @@ def _append_row(csv: CsvText, line_num: int, value: str) -> str:
         return text[:insert_at] + new + rec.terminator + text[insert_at:]
     term = "\r\n" if "\r\n" in text else "\n"
     return text[:rec.end] + term + new + text[rec.end:]
+
+
+CURATION_FOLDER = "curation"
+
+
+def curation_file(project_path: str | os.PathLike, line_num: int) -> Path:
+    """Where a line's manual curation (rejected / restored component ids) is kept: ``<project>/curation/<line>.json``.
+
+    It lives with the lab's project files, not with the computed outputs, so re-running
+    the pipeline or wiping the storage root never loses a person's decisions.
+    """
+    return Path(project_path) / CURATION_FOLDER / f"{int(line_num)}.json"
