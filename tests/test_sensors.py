@@ -1,4 +1,5 @@
 """Sensors through build_sensor_context with a real instance: a synthetic session folder copied into the data path."""
+import csv
 import os
 import shutil
 import time
@@ -213,8 +214,9 @@ def test_raw_data_sensor_targets_every_asset_of_the_graph():
 def test_platform_definitions_register_both_sensors(monkeypatch):
     from ace_assets.definitions import defs
 
-    assert {s.name for s in defs.sensors} == {"experiment_lines", "new_raw_data"}
+    assert {s.name for s in defs.sensors} == {"experiment_lines", "new_raw_data", "parameters_changed"}
     by_name = {s.name: s for s in defs.sensors}
+    assert by_name["parameters_changed"].default_status == DefaultSensorStatus.RUNNING
     assert by_name["new_raw_data"].default_status == DefaultSensorStatus.STOPPED
     assert by_name["experiment_lines"].default_status == DefaultSensorStatus.RUNNING
     monkeypatch.setenv("ACE_RAW_DATA_SENSOR", "running")
@@ -225,3 +227,43 @@ def test_platform_definitions_register_both_sensors(monkeypatch):
     monkeypatch.setenv("ACE_SENSOR_MAX_RUNS_PER_TICK", "zero")
     with pytest.raises(ValueError, match="ACE_SENSOR_MAX_RUNS_PER_TICK"):
         all_sensors()
+
+
+def test_parameters_changed_sensor_refreshes_only_analysed_lines_once_per_edit(tmp_path):
+    from dagster import materialize
+
+    from ace_assets.definitions import build_resources
+    from ace_assets.parameters import PARAMETER_ASSETS, line_parameters
+    from ace_neuro.synthetic.project import write_demo_project
+    from sensors import build_parameters_changed_sensor
+    from sensors.parameters_changed import stored_hashes
+
+    demo = write_demo_project(tmp_path / "demo", lines=[96, 97], height=40, width=48, n_frames=30,
+                              frames_per_file=30)
+    project = ProjectResource(project_path=str(demo.project_path), data_path=str(demo.data_path))
+    sensor = build_parameters_changed_sensor()
+    ctx = lambda inst: build_sensor_context(instance=inst, resources={"project": project})  # noqa: E731
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("experiment_lines", ["96", "97"])
+        r = sensor(ctx(instance))
+        assert isinstance(r, SkipReason)  # nothing analysed yet: nothing to refresh
+        assert materialize([line_parameters], partition_key="96", instance=instance,
+                           resources=build_resources(project, str(tmp_path / "storage"))).success
+        assert set(stored_hashes(instance, ["96", "97"])) == {"96"}
+        r = sensor(ctx(instance))
+        assert isinstance(r, SkipReason) and "No analysed line's parameters changed" in r.skip_message
+        # the lab edits line 96's row: detrending switched on, CNMF-E min_corr changed
+        path = demo.project_path / "analysis_parameters.csv"
+        with open(path, newline="") as f:
+            header, *rows = list(csv.reader(f))
+        assert rows[0][0] == "96"
+        rows[0][header.index("detrend_method")] = "median"
+        rows[0][header.index("min_corr")] = "0.85"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+        r = sensor(ctx(instance))
+        (req,) = r.run_requests
+        assert req.partition_key == "96"
+        assert set(req.tags["ace/changed"].split(",")) == {"detrend_parameters", "cnmfe_parameters"}
+        assert {k.path[-1] for k in req.asset_selection} == set(PARAMETER_ASSETS)
+        assert req.run_key == sensor(ctx(instance)).run_requests[0].run_key  # same edit, same key: once

@@ -1,0 +1,213 @@
+"""End to end on the real server: `dagster dev` (webserver + daemon) on a temporary DAGSTER_HOME.
+
+A backfill of three synthetic lines is launched through GraphQL and must materialise every
+asset with its metadata; then the new-raw-data sensor, started through GraphQL, must launch
+a run for a session folder copied into the data path. Slow (minutes): `make test-slow`.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+BACKFILL_LINES = ["96", "97", "98"]
+SENSOR_LINE = "100"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`dagster dev` in its own process group, stopped with SIGTERM (then SIGKILL) with bounded waits."""
+
+    def __init__(self, home: Path, env: dict, log_path: Path):
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        dagster = Path(sys.executable).with_name("dagster")
+        self.proc = subprocess.Popen(
+            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail(self, n=60) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/graphql",
+                                     data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            body = json.loads(resp.read())
+        if body.get("errors"):
+            raise AssertionError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def wait_until_ready(self, timeout_s: float = 240) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                data = self.graphql("""{ repositoriesOrError { __typename ... on RepositoryConnection {
+                                          nodes { name location { name } } } }
+                                        instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }""")
+            except (urllib.error.URLError, ConnectionError, TimeoutError, AssertionError):
+                time.sleep(2)
+                continue
+            repos = data["repositoriesOrError"].get("nodes") or []
+            healthy = {d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
+            if repos and {"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy:
+                self.repository, self.location = repos[0]["name"], repos[0]["location"]["name"]
+                return
+            time.sleep(2)
+        raise AssertionError(f"dagster dev not ready after {timeout_s} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        self._log.close()
+
+
+def wait_for(predicate, *, timeout_s: float, every_s: float = 3.0, what: str, server: Server):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    from ace_neuro.synthetic.project import write_demo_project
+
+    root = tmp_path_factory.mktemp("e2e")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    demo = write_demo_project(root / "demo", lines=[int(x) for x in BACKFILL_LINES], height=64, width=64,
+                              n_frames=300, frames_per_file=100, seed=4)
+    extra = write_demo_project(root / "extra", lines={int(SENSOR_LINE): "ucla_v4_ffv1"}, height=64, width=64,
+                               n_frames=300, frames_per_file=100, seed=5)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ACE_PROJECT_PATH": str(demo.project_path),
+           "ACE_DATA_PATH": str(demo.data_path), "ACE_STORAGE_ROOT": str(root / "storage"),
+           "ACE_SENSOR_SETTLE_SECONDS": "0", "ACE_SENSOR_INTERVAL_SECONDS": "5", "MPLBACKEND": "Agg"}
+    env.pop("ACE_RAW_DATA_SENSOR", None)
+    server = Server(home, env, root / "dagster_dev.log")
+    try:
+        server.wait_until_ready()
+        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        yield {"server": server, "instance": instance, "demo": demo, "extra": extra, "storage": root / "storage"}
+    finally:
+        server.stop()
+
+
+def asset_keys():
+    from ace_assets.definitions import all_assets
+
+    return sorted({k for a in all_assets() for k in a.keys}, key=lambda k: k.to_user_string())
+
+
+def test_backfill_of_three_lines_materialises_every_asset(platform):
+    from dagster import AssetRecordsFilter, DagsterRunStatus, RunsFilter
+
+    server, instance = platform["server"], platform["instance"]
+    # the experiment_lines sensor (running by default) adds the CSV's lines as partitions
+    wait_for(lambda: set(BACKFILL_LINES) <= set(instance.get_dynamic_partitions("experiment_lines")),
+             timeout_s=180, what="the experiment_lines sensor to add the partitions", server=server)
+    keys = asset_keys()
+    data = server.graphql(
+        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+             ... on InvalidSubsetError { message } ... on PartitionSetNotFoundError { message } } }""",
+        {"p": {"partitionNames": BACKFILL_LINES, "assetSelection": [{"path": k.path} for k in keys],
+               "title": "e2e backfill"}})
+    launched = data["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished():
+        d = server.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+                                ... on PartitionBackfill { status } } }""", {"id": backfill_id})
+        status = d["partitionBackfillOrError"]["status"]
+        return status if status not in ("REQUESTED", "FAILING", "CANCELING") else None
+
+    status = wait_for(finished, timeout_s=1500, every_s=5, what=f"backfill {backfill_id}", server=server)
+    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
+    failed = [r.run_id for r in runs if r.status != DagsterRunStatus.SUCCESS]
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS") and not failed, (status, failed, server.log_tail())
+    for key in keys:
+        assert set(BACKFILL_LINES) <= instance.get_materialized_partitions(key), key
+        for line in BACKFILL_LINES:
+            (record,) = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, asset_partitions=[line]), limit=1).records
+            meta = record.asset_materialization.metadata
+            assert meta, f"{key.to_user_string()} line {line} has no metadata"
+    storage = platform["storage"]
+    for line in BACKFILL_LINES:
+        assert list((storage / "raw_movie").glob(f"{line}.zarr")), line
+
+
+def test_sensor_runs_the_graph_for_a_folder_copied_into_the_data_path(platform):
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from ace_neuro.project import Project
+
+    server, instance, demo, extra = platform["server"], platform["instance"], platform["demo"], platform["extra"]
+    data = server.graphql(
+        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename
+             ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
+        {"s": {"repositoryLocationName": server.location, "repositoryName": server.repository,
+               "sensorName": "new_raw_data"}})
+    assert data["startSensor"]["__typename"] == "Sensor", data
+    # a new row in the lab's spreadsheet, then its session folder arrives from the rig
+    experiments = demo.project_path / "experiments.csv"
+    with open(experiments, "a") as f:
+        if not experiments.read_text().endswith("\n"):
+            f.write("\n")
+        f.write(f"{SENSOR_LINE},R230801Z,230920,incoming\\line{SENSOR_LINE}\n")
+    params = (extra.project_path / "analysis_parameters.csv").read_text().splitlines()
+    with open(demo.project_path / "analysis_parameters.csv", "a") as f:
+        f.write(next(r for r in params if r.startswith(f"{SENSOR_LINE},")) + "\n")
+    source = Project.load(extra.project_path, extra.data_path).session_dir(int(SENSOR_LINE))
+    shutil.copytree(source, demo.data_path / "incoming" / f"line{SENSOR_LINE}")
+
+    def sensor_run():
+        runs = instance.get_runs(filters=RunsFilter(tags={"ace/trigger": "new_raw_data",
+                                                          "dagster/partition": SENSOR_LINE}))
+        done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
+                                                DagsterRunStatus.CANCELED)]
+        return done[0] if done else None
+
+    run = wait_for(sensor_run, timeout_s=900, every_s=5, what="the sensor's run for the copied folder",
+                   server=server)
+    assert run.status == DagsterRunStatus.SUCCESS, server.log_tail()
+    assert SENSOR_LINE in instance.get_dynamic_partitions("experiment_lines")
+    for key in asset_keys():
+        assert SENSOR_LINE in instance.get_materialized_partitions(key), key
+    runs = instance.get_runs(filters=RunsFilter(tags={"ace/trigger": "new_raw_data", "dagster/partition": SENSOR_LINE}))
+    assert len(runs) == 1  # once
