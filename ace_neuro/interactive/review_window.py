@@ -31,24 +31,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import sparse
 
+from ace_neuro.project import curation_file as curation_file_for  # <project>/curation/<line>.json
+
 from . import interactive_pyplot
 
 log = logging.getLogger(__name__)
 
-CURATION_FOLDER = "curation"
-
-
 class ReviewError(ValueError):
     """Inputs the review window cannot show (mismatched components, shapes or ids)."""
-
-
-def curation_file_for(project_path: str | os.PathLike, line_num: int) -> Path:
-    """The line's manual-curation file: ``<project>/curation/<line>.json``.
-
-    It lives with the lab's CSV files (a person's decision, like ``crop_coords``), not
-    with the outputs, so wiping or moving the storage root does not lose it.
-    """
-    return Path(project_path) / CURATION_FOLDER / f"{int(line_num)}.json"
 
 
 def _curation_functions():

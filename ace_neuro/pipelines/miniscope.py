@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ace_neuro.params import KNOWN_PARAMETERS, ParameterError, build_pipeline_params
-from ace_neuro.project import Project, ProjectError, parse_cell, save_crop_coords
+from ace_neuro.project import Project, ProjectError, curation_file, parse_cell, save_crop_coords
 from ace_neuro.readers import ReaderError, open_recording
 from ace_neuro.stages.crop import CropError, crop_box_from_coords
 
@@ -589,7 +589,7 @@ class MiniscopePipeline:
         from ace_neuro.interactive.review_window import load_review_inputs
 
         inputs = load_review_inputs(ctx.metadata["cnmfe_estimates"]["path"], ctx.metadata[CURATION_ASSET]["path"],
-                                    curation_file=curation_path(ctx.project.project_path, ctx.line_num))
+                                    curation_file=curation_file(ctx.project.project_path, ctx.line_num))
         reviewer = self.component_reviewer
         if reviewer is None:
             from ace_neuro.interactive.review_window import review_components as reviewer
@@ -601,13 +601,6 @@ class MiniscopePipeline:
                  ctx.line_num, outcome.path, len(outcome.curation["rejected"]), len(outcome.curation["restored"]))
         ctx.materialise(ctx.downstream_of(CURATION_ASSET))
         return outcome.path
-
-
-def curation_path(project_path: str | os.PathLike, line_num: int) -> Path:
-    """The line's manual-curation file (see :mod:`ace_neuro.interactive.review_window`)."""
-    from ace_neuro.interactive.review_window import curation_file_for
-
-    return curation_file_for(project_path, line_num)
 
 
 @dataclass
