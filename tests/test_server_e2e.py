@@ -31,8 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _default_signals() -> None:
+    """In the child: Ctrl-C and SIGTERM act normally even if this test runs with them ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class Server:
-    """`dagster dev` in its own process group, stopped with SIGTERM (then SIGKILL) with bounded waits."""
+    """`dagster dev` in its own process group; stopped like Ctrl-C (SIGINT to the group), then SIGTERM, then
+    SIGKILL, each with a bounded wait."""
 
     def __init__(self, home: Path, env: dict, log_path: Path):
         self.port = free_port()
@@ -41,7 +48,8 @@ class Server:
         dagster = Path(sys.executable).with_name("dagster")
         self.proc = subprocess.Popen(
             [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_default_signals)
 
     def log_tail(self, n=60) -> str:
         self._log.flush()
@@ -78,14 +86,27 @@ class Server:
         raise AssertionError(f"dagster dev not ready after {timeout_s} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        """Stop every process of the server's group; returns once they are gone (at most ~2 minutes)."""
+        for sig, wait_s in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 20)):
             try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            if self._group_gone(wait_s):
+                break
+        self.proc.wait(timeout=5)
         self._log.close()
+
+    def _group_gone(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.5)
+        return False
 
 
 def wait_for(predicate, *, timeout_s: float, every_s: float = 3.0, what: str, server: Server):
