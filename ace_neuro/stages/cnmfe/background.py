@@ -26,6 +26,7 @@ scipy.sparse matrix on request (:attr:`RingModel.W`).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -39,9 +40,11 @@ from .stream import downsample_space, upsample_space
 __all__ = ["RingModel", "ring_radius", "ring_offsets", "RingFilter", "RingAccumulator"]
 
 #: number of angular harmonics of the ring weights (2M + 1 basis functions)
-N_HARMONICS = 3
+N_HARMONICS = 2
 #: ridge added to each pixel's normal equations, relative to their mean diagonal
 RIDGE = 1e-3
+#: threads for the FFTs (the per-frame transforms are independent)
+FFT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def ring_radius(gSiz, ring_size_factor: float, ssub_B: int) -> int:
@@ -102,24 +105,24 @@ class RingFilter:
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Ring-harmonic images of a (B, h, w) block: shape (2M+1, B, h, w), float32."""
         x = np.asarray(x, dtype=np.float32)
-        X = sfft.rfft2(x, s=self.fft_shape)
+        X = sfft.rfft2(x, s=self.fft_shape, workers=FFT_WORKERS)
         h, w = self.dims
         R = self._R
         out = np.empty((self.n_basis,) + x.shape, np.float32)
         for m in range(self.n_basis):
-            full = sfft.irfft2(X * self._kf[m], s=self.fft_shape)
+            full = sfft.irfft2(X * self._kf[m], s=self.fft_shape, workers=FFT_WORKERS)
             out[m] = full[:, R:R + h, R:R + w]
         return out
 
     def combine(self, x: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """``sum_m coef[m] * h_m``: the ring prediction for a (B, h, w) block."""
         x = np.asarray(x, dtype=np.float32)
-        X = sfft.rfft2(x, s=self.fft_shape)
+        X = sfft.rfft2(x, s=self.fft_shape, workers=FFT_WORKERS)
         h, w = self.dims
         R = self._R
         out = np.zeros(x.shape, np.float32)
         for m in range(self.n_basis):
-            full = sfft.irfft2(X * self._kf[m], s=self.fft_shape)
+            full = sfft.irfft2(X * self._kf[m], s=self.fft_shape, workers=FFT_WORKERS)
             out += coef[m] * full[:, R:R + h, R:R + w]
         return out
 
@@ -144,9 +147,14 @@ class RingAccumulator:
         B = x.shape[0]
         Hm = self.ring.apply(x).reshape(self.ring.n_basis, B, -1)  # (nb, B, P)
         xf = x.reshape(B, -1)
-        Ht = np.ascontiguousarray(Hm.transpose(2, 0, 1))  # (P, nb, B)
-        self.G += np.matmul(Ht, Ht.transpose(0, 2, 1), dtype=np.float32)
-        self.c += np.einsum("mtp,tp->pm", Hm, xf, dtype=np.float64)
+        nb = self.ring.n_basis
+        for m in range(nb):
+            for n in range(m, nb):
+                v = np.einsum("tp,tp->p", Hm[m], Hm[n])
+                self.G[:, m, n] += v
+                if n != m:
+                    self.G[:, n, m] += v
+            self.c[:, m] += np.einsum("tp,tp->p", Hm[m], xf)
         self.sh += Hm.sum(axis=1, dtype=np.float64).T
         self.sx += xf.sum(axis=0, dtype=np.float64)
         self.T += B

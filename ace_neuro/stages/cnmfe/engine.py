@@ -67,8 +67,8 @@ from .patches import assign_to_patches, cap_per_patch, patch_grid
 from .result import CnmfeResult
 from .stream import FrameSource, _average_time, downsample_space, validate_frames
 from .suggest import measure_seed_sizes, suggest_parameters
-from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, seed_count_table,
-                      summarize_filtered)
+from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
+                      seed_count_table, summarize_filtered)
 from .update import (TemporalFit, ac_block, fit_ring_model, project_data, search_regions,
                      spatial_products, spatial_update, temporal_update)
 
@@ -162,8 +162,9 @@ class _ResidualSource:
 
     def __iter__(self):
         t_out = 0
+        Ar = self.A.tocsr()
         for t0, block in self.full_src:
-            ac = ac_block(self.A, self.C[:, t0:t0 + block.shape[0]], self.dims)
+            ac = ac_block(Ar, self.C[:, t0:t0 + block.shape[0]], self.dims)
             r = block - self.ring.background(block, ac) - ac
             r = downsample_space(_average_time(r, self.tsub), self.ssub)
             yield t_out, r
@@ -291,6 +292,8 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     init_src = FrameSource(frames, block_frames=block_frames, tsub=tsub, ssub=ssub)
     full_src = FrameSource(frames, block_frames=block_frames)
     init_dims = init_src.dims
+    # PNR comparable with min_pnr whatever the averaging (noise drops by sqrt(tsub) * ssub)
+    # and in the units of CaImAn's default kernel (see summary.pnr_calibration)
     pnr_scale = float(np.sqrt(tsub) * ssub)
     scale_img = None
     src_i = init_src
@@ -303,7 +306,8 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     # 1. summary images ---------------------------------------------------------------
     report("summary images", 0.02)
     gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
-    stats = summarize_filtered(src_i, gSig_i, center_psf=params.center_psf, pnr_scale=pnr_scale)
+    stats = summarize_filtered(src_i, gSig_i, center_psf=params.center_psf,
+                               pnr_scale=pnr_scale * pnr_calibration(gSig_i, center_psf=params.center_psf))
     if params.use_suggested:
         gSig, gSiz, min_corr, min_pnr, stats = _apply_suggestion(src_i, stats, gSig, gSiz, ssub, params,
                                                                  pnr_scale, notes)
@@ -330,7 +334,7 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     deconv = partial(deconvolve, p=params.p, decay_time=params.decay_time, frame_rate=float(frame_rate),
                      s_min_factor=DEFAULT_S_MIN_FACTOR)
     report("background", 0.25)
-    ring = fit_ring(A, C)
+    ring, ac_mean = fit_ring(A, C), _ac_mean(A, C, dims)
     A, C = _spatial(full_src, A, C, ring, dims, gSig, params.border_pix)
     report("temporal update", 0.35)
     tf, A = _temporal(full_src, A, C, ring, dims, deconv)
@@ -338,33 +342,32 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
 
     # 4. residual search, merge, duplicates ---------------------------------------------
     report("residual search", 0.45)
+    res_mean = _residual_mean(ring, ac_mean, A, C, dims)
     A, C, tf, new_seeds = _residual_round(full_src, A, C, tf, ring, dims, init_dims, stats, grid, params,
-                                          gSig_i, gSiz_i, min_corr, min_pnr, border_i, tsub, ssub, T, scale_img)
+                                          gSig_i, gSiz_i, min_corr, min_pnr, border_i, tsub, ssub, T, scale_img,
+                                          res_mean)
     all_seeds.append(new_seeds)
     report("merge", 0.6)
     A, C, tf = _merge_and_dedupe(A, C, tf, dims, gSig, params)
 
-    # 5. updates ----------------------------------------------------------------------------------
+    # 5. updates: spatial, background (with the latest traces), temporal ------------------------
     report("spatial update", 0.65)
     A, C = _spatial(full_src, A, C, ring, dims, gSig, params.border_pix)
-    report("temporal update", 0.72)
+    if params.update_background_components:
+        report("background", 0.75)
+        ring = fit_ring(A, C)
+    report("temporal update", 0.82)
     tf, A = _temporal(full_src, A, C, ring, dims, deconv)
     C = tf.C
-    if params.update_background_components:
-        report("background", 0.8)
-        ring = fit_ring(A, C)
-        tf, A = _temporal(full_src, A, C, ring, dims, deconv)
-        C = tf.C
     # 6. further rounds ----------------------------------------------------------------------------
     if not params.only_init:
         for it in range(EXTRA_ROUNDS):
-            report(f"extra round {it + 1}", 0.85 + 0.05 * it)
-            A, C = _spatial(full_src, A, C, ring, dims, gSig, params.border_pix)
-            tf, A = _temporal(full_src, A, C, ring, dims, deconv)
+            report(f"extra round {it + 1}", 0.88 + 0.05 * it)
             A, C, tf = _merge_and_dedupe(A, C, tf, dims, gSig, params)
+            A, C = _spatial(full_src, A, C, ring, dims, gSig, params.border_pix)
             if params.update_background_components:
-                ring = fit_ring(A, tf.C)
-            tf, A = _temporal(full_src, A, tf.C, ring, dims, deconv)
+                ring = fit_ring(A, C)
+            tf, A = _temporal(full_src, A, C, ring, dims, deconv)
             C = tf.C
     report("done", 1.0)
     seeds_full = np.concatenate([s for s in all_seeds if len(s)] or [np.zeros((0, 2))]).astype(float)
@@ -428,7 +431,7 @@ def _merge_and_dedupe(A, C, tf: TemporalFit, dims, gSig, params: CnmfeParams):
             A, C = A[:, idx].tocsc(), C[idx]
             tf = TemporalFit(C=tf.C[idx], S=tf.S[idx], YrA=tf.YrA[idx], baseline=tf.baseline[idx],
                              sn=tf.sn[idx], g=tf.g[idx])
-    A2, C2, n = merge_components(A, C, merge_thr=params.merge_thr)
+    A2, C2, n = merge_components(A, C, merge_thr=params.merge_thr, dims=dims)
     if n:
         log.info("merged %d groups of components", n)
         # merged traces are re-deconvolved by the next temporal update; keep shapes consistent
@@ -439,15 +442,37 @@ def _merge_and_dedupe(A, C, tf: TemporalFit, dims, gSig, params: CnmfeParams):
     return A, C, tf
 
 
+def _ac_mean(A, C, dims) -> np.ndarray:
+    """Temporal mean of ``A C`` as an (H, W) image."""
+    m = C.mean(axis=1) if C.shape[1] else np.zeros(C.shape[0])
+    return np.asarray(A @ m).reshape(dims)
+
+
+def _residual_mean(ring, ac_mean_fit: np.ndarray, A, C, dims) -> np.ndarray:
+    """Temporal mean of the residual ``Y - B - A C`` (full frames), without a pass.
+
+    ``mean(Y) = b0 + mean(A C)`` at the time the ring model was fitted, so with
+    ``delta = mean(A C)_fit - mean(A C)_now`` the residual's mean is
+    ``delta - W delta`` (the ring model is linear).
+    """
+    delta = (ac_mean_fit - _ac_mean(A, C, dims)).astype(np.float32)
+    return delta - ring.fluctuation((ring.b0 + delta)[None])[0]
+
+
 def _residual_round(full_src, A, C, tf, ring, dims, init_dims, stats: FilteredStats, grid, params,
-                    gSig_i, gSiz_i, min_corr, min_pnr, border_i, tsub, ssub, T, scale_img):
+                    gSig_i, gSiz_i, min_corr, min_pnr, border_i, tsub, ssub, T, scale_img, res_mean):
     """Search the residual for neurons the first round missed; append them."""
     if params.K is not None and params.rf is None and A.shape[1] >= params.K:
         return A, C, tf, np.zeros((0, 2))
     res_src = _ResidualSource(full_src, A, C, ring, dims, tsub, ssub)
-    # the residual is in movie units: reuse the noise image unless the init was noise-normalised
-    stats2 = summarize_filtered(res_src, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale,
-                                noise=stats.noise if scale_img is None else None)
+    # the residual is in movie units: reuse the noise image (and the known mean: one pass)
+    # unless the initialisation was noise-normalised
+    if scale_img is None:
+        mean_i = downsample_space(res_mean[None], ssub)[0]
+        stats2 = summarize_filtered(res_src, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale,
+                                    noise=stats.noise, known_mean=(mean_i, stats.n_frames))
+    else:
+        stats2 = summarize_filtered(res_src, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale)
     # pixels inside existing footprints (above half max) are not searched again
     occupied = np.asarray((A >= 0.5).sum(axis=1)).reshape(dims) > 0
     occ_i = downsample_space(occupied[None].astype(np.float32), ssub)[0] > 0
@@ -492,7 +517,8 @@ def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):
     sug = suggest_parameters(summary)
     new_gSig = tuple(int(g * ssub) for g in sug.gSig)
     if tuple(sug.gSig) != tuple(gSig_i):
-        stats = summarize_filtered(src, sug.gSig, center_psf=params.center_psf, pnr_scale=pnr_scale)
+        stats = summarize_filtered(src, sug.gSig, center_psf=params.center_psf,
+                                   pnr_scale=pnr_scale * pnr_calibration(sug.gSig, center_psf=params.center_psf))
         summary = _summary_from_stats(src, stats, sug.gSig, sug.gSiz, params.center_psf, sizes=summary.size_samples)
         sug2 = suggest_parameters(summary)
         min_corr, min_pnr = sug2.min_corr, sug2.min_pnr

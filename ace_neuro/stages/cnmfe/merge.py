@@ -1,6 +1,6 @@
 """Merging of components that are one neuron, and removal of duplicates.
 
-* Merge (``merge_thr``): components whose footprints overlap and whose traces
+* Merge (``merge_thr``): components whose footprints overlap (or touch) and whose traces
   correlate above ``merge_thr`` are one neuron split in pieces. Groups are the
   connected components of that relation; each group is replaced by the best
   rank-1 non-negative approximation of its summed contribution ``sum_k a_k c_k'``
@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 
 log = logging.getLogger(__name__)
 
-__all__ = ["merge_components", "find_duplicates", "footprint_centroids"]
+__all__ = ["merge_components", "find_duplicates", "footprint_centroids", "touching_pairs"]
 
 DUPLICATE_COSINE = 0.85
 DUPLICATE_CONTAINED = 0.9
@@ -34,15 +34,46 @@ def _trace_corr(C: np.ndarray, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.n
     return np.einsum("ij,ij->i", Cc[pairs_i], Cc[pairs_j]) / (n[pairs_i] * n[pairs_j])
 
 
-def merge_components(A: sp.csc_matrix, C: np.ndarray, *, merge_thr: float,
+def touching_pairs(A: sp.csc_matrix, dims: tuple[int, int] | None) -> sp.coo_matrix:
+    """Upper-triangular sparse matrix of component pairs whose supports overlap or touch.
+
+    With ``dims`` the supports are dilated by one pixel (8-neighbourhood), so
+    two pieces of a neuron that only share an edge count as overlapping.
+    """
+    Ab = (A > 0).astype(np.float32).tocsc()
+    if dims is not None and Ab.shape[1]:
+        H, W = dims
+        rows, cols = [], []
+        for k in range(Ab.shape[1]):
+            idx = Ab.indices[Ab.indptr[k]:Ab.indptr[k + 1]]
+            y, x = np.divmod(idx, W)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ty, tx = y + dy, x + dx
+                    ok = (ty >= 0) & (ty < H) & (tx >= 0) & (tx < W)
+                    rows.append(ty[ok] * W + tx[ok])
+                    cols.append(np.full(int(ok.sum()), k))
+        D = sp.csc_matrix((np.ones(sum(len(r) for r in rows), np.float32),
+                           (np.concatenate(rows), np.concatenate(cols))), shape=Ab.shape)
+        D.data[:] = 1.0
+        ov = D.T @ Ab
+    else:
+        ov = Ab.T @ Ab
+    ov = ov + ov.T
+    return sp.triu(ov, k=1).tocoo()
+
+
+def merge_components(A: sp.csc_matrix, C: np.ndarray, *, merge_thr: float, dims: tuple[int, int] | None = None,
                      n_iter: int = 10) -> tuple[sp.csc_matrix, np.ndarray, int]:
-    """Merge overlapping components with correlated traces.
+    """Merge overlapping (or touching) components with correlated traces.
 
     Parameters
     ----------
     A : sparse (P, K); C : ndarray (K, T)
     merge_thr : float
         Trace correlation above which overlapping components are merged.
+    dims : (H, W), optional
+        Frame size; when given, components whose supports touch also count as overlapping.
     n_iter : int
         Alternating rank-1 iterations per merged group.
 
@@ -55,8 +86,7 @@ def merge_components(A: sp.csc_matrix, C: np.ndarray, *, merge_thr: float,
     K = A.shape[1]
     if K < 2:
         return A, C, 0
-    Ab = (A > 0).astype(np.float32)
-    ov = sp.triu(Ab.T @ Ab, k=1).tocoo()
+    ov = touching_pairs(A, dims)
     if ov.nnz == 0:
         return A, C, 0
     r = _trace_corr(C, ov.row, ov.col)

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: default minimal spike size, in units of the trace's noise standard deviation
-DEFAULT_S_MIN_FACTOR = 1.0
+DEFAULT_S_MIN_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,13 @@ def noise_psd(y: np.ndarray, *, freq_range: tuple[float, float] = (0.25, 0.5)) -
 
 
 def noise_mad(y: np.ndarray) -> np.ndarray:
-    """Robust noise standard deviation from frame-to-frame differences.
+    """Robust noise standard deviation from second differences in time.
 
-    ``1.4826 * MAD(diff(y)) / sqrt(2)`` along the last axis: white noise sets
-    the typical difference, while the few differences holding a spike (sharp
-    rises) are ignored by the median. Preferred over :func:`noise_psd` for
-    traces with instantaneous rises, whose high-frequency power is not noise.
+    ``1.4826 * MAD(d2) / sqrt(6)`` along the last axis, with
+    ``d2[t] = y[t] - 2 y[t-1] + y[t-2]``: white noise sets the typical value,
+    the median ignores the few samples around a spike, and second differences
+    cancel slow decays. Preferred over :func:`noise_psd` for traces with
+    instantaneous rises, whose high-frequency power is not noise.
 
     Parameters
     ----------
@@ -135,11 +136,11 @@ def noise_mad(y: np.ndarray) -> np.ndarray:
     ndarray, shape (...)
     """
     y = np.asarray(y, dtype=np.float64)
-    if y.shape[-1] < 3:
-        raise CnmfeParameterError(f"need at least 3 frames to estimate noise, got {y.shape[-1]}")
-    d = np.diff(y, axis=-1)
+    if y.shape[-1] < 4:
+        raise CnmfeParameterError(f"need at least 4 frames to estimate noise, got {y.shape[-1]}")
+    d = y[..., 2:] - 2.0 * y[..., 1:-1] + y[..., :-2]
     med = np.median(d, axis=-1, keepdims=True)
-    return 1.4826 * np.median(np.abs(d - med), axis=-1) / np.sqrt(2.0)
+    return 1.4826 * np.median(np.abs(d - med), axis=-1) / np.sqrt(6.0)
 
 
 def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
@@ -321,7 +322,7 @@ def _ar2_acov_shape(d: float, r: float, lags: np.ndarray) -> np.ndarray:
 
 def deconvolve(traces: np.ndarray, *, p: int, decay_time: float, frame_rate: float,
                s_min_factor: float = DEFAULT_S_MIN_FACTOR, sn: np.ndarray | None = None,
-               baseline_iterations: int = 2) -> Deconvolution:
+               baseline_iterations: int = 1) -> Deconvolution:
     """Deconvolve K raw traces with an AR(``p``) model and OASIS.
 
     Parameters

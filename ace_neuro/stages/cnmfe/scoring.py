@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from .summary import kernel_size
+from .summary import box_kernel, kernel_size, pnr_calibration
 
 __all__ = [
     "MatchResult", "DetectionScore", "match_footprints", "spike_f1", "filtered_pnr",
@@ -119,26 +119,37 @@ def spike_f1(true_spikes: np.ndarray, est_spikes: np.ndarray, *, tolerance: int 
     return 0.0 if tp == 0 else 2 * prec * rec / (prec + rec)
 
 
-def filtered_pnr(footprints: np.ndarray, peak_traces: np.ndarray, noise_std: np.ndarray,
-                 gSig=(3, 3), *, gain_map: np.ndarray | None = None) -> np.ndarray:
-    """Peak-to-noise ratio of true neurons as this engine's seeding filter sees it.
+def filtered_pnr(footprints: np.ndarray, traces: np.ndarray, noise_std: np.ndarray,
+                 gSig=(3, 3), *, gain_map: np.ndarray | None = None, center_psf: bool = True,
+                 tsub: int = 1) -> np.ndarray:
+    """Peak-to-noise ratio of true neurons as this engine's PNR image measures it.
+
+    ``(max(trace) - mean(trace))`` times the peak of the filtered footprint, over
+    the filtered white noise, in the units of :func:`~ace_neuro.stages.cnmfe.summary.pnr_calibration`.
+    With ``tsub > 1`` the trace is first averaged over groups of ``tsub`` frames,
+    as the initialisation sees it (a one-frame peak is diluted; noise drops by
+    ``sqrt(tsub)`` and the image is rescaled by the same factor).
 
     Parameters
     ----------
     footprints : ndarray, shape (K, H, W)
-    peak_traces : ndarray, shape (K,)
-        Largest value of each neuron's trace (movie units at the footprint peak).
+    traces : ndarray, shape (K, T) or (K,)
+        Each neuron's trace as it appears in the movie at the footprint peak
+        (times bleaching), or directly its peak above the mean.
     noise_std : ndarray, shape (H, W)
         Per-pixel noise standard deviation.
     gSig : (int, int)
     gain_map : ndarray, shape (H, W), optional
         Multiplicative map applied to the footprints (e.g. vessel transmission).
     """
-    ky, kx = kernel_size(gSig)
-    # the filter is Gaussian minus box: its L2 norm sets the filtered white-noise level
-    g = cv2.getGaussianKernel(ky, float(gSig[0])) @ cv2.getGaussianKernel(kx, float(gSig[1])).T
-    k = g - 1.0 / (ky * kx)
+    traces = np.asarray(traces, dtype=np.float64)
+    if traces.ndim == 2 and tsub > 1:
+        n = (traces.shape[1] // tsub) * tsub
+        traces = traces[:, :n].reshape(len(traces), n // tsub, tsub).mean(axis=2)
+    peak = traces.max(axis=1) - traces.mean(axis=1) if traces.ndim == 2 else traces
+    k = box_kernel(gSig) if center_psf else box_kernel(gSig) + 1.0 / np.prod(kernel_size(gSig))
     knorm = float(np.sqrt((k * k).sum()))
+    calib = pnr_calibration(gSig, center_psf=center_psf)
     out = np.zeros(len(footprints))
     for i, a in enumerate(footprints):
         a = np.asarray(a, dtype=np.float32)
@@ -146,7 +157,7 @@ def filtered_pnr(footprints: np.ndarray, peak_traces: np.ndarray, noise_std: np.
             a = a * gain_map.astype(np.float32)
         fa = cv2.filter2D(a, -1, k.astype(np.float32), borderType=cv2.BORDER_REPLICATE)
         py, px = np.unravel_index(int(np.argmax(fa)), fa.shape)
-        out[i] = float(peak_traces[i]) * fa[py, px] / (float(noise_std[py, px]) * knorm)
+        out[i] = float(peak[i]) * fa[py, px] / (float(noise_std[py, px]) * knorm) / calib
     return out
 
 
@@ -268,8 +279,8 @@ def score_against_truth(result, truth, *, min_pnr: float | None = None, gSig=Non
     min_pnr = float(params.get("min_pnr", 10.0) if min_pnr is None else min_pnr)
     gSig = tuple(params.get("gSig", (3, 3)) if gSig is None else gSig)
     obs = observed_truth_traces(truth)
-    pnr = filtered_pnr(truth.footprints, (truth.traces * truth.bleach[None, :]).max(axis=1), truth.noise_std,
-                       gSig, gain_map=truth.vessels)
+    pnr = filtered_pnr(truth.footprints, truth.traces * truth.bleach[None, :], truth.noise_std,
+                       gSig, gain_map=truth.vessels, tsub=int(params.get("tsub", 1)))
     A, C, S = result.A, result.C, result.S
     if accepted is not None:
         idx = np.flatnonzero(np.asarray(accepted, bool))

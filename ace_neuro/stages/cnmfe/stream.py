@@ -52,7 +52,12 @@ def downsample_space(block: np.ndarray, s: int) -> np.ndarray:
     h, w = -(-H // s), -(-W // s)
     if h * s != H or w * s != W:
         block = np.pad(block, ((0, 0), (0, h * s - H), (0, w * s - W)), mode="edge")
-    return block.reshape(B, h, s, w, s).mean(axis=(2, 4), dtype=np.float32)
+    out = np.zeros((B, h, w), np.float32)
+    for i in range(s):
+        for j in range(s):
+            out += block[:, i::s, j::s]
+    out *= 1.0 / (s * s)
+    return out
 
 
 def upsample_space(block: np.ndarray, s: int, dims: tuple[int, int]) -> np.ndarray:
@@ -62,14 +67,15 @@ def upsample_space(block: np.ndarray, s: int, dims: tuple[int, int]) -> np.ndarr
         return block
     B, h, w = block.shape
     H, W = dims
-    out = np.empty((B, H, W), np.float32)
-    for i0 in range(0, B, 500):  # OpenCV handles at most 512 channels
-        chunk = np.ascontiguousarray(block[i0:i0 + 500].transpose(1, 2, 0))
-        up = cv2.resize(chunk, (w * s, h * s), interpolation=cv2.INTER_LINEAR)
-        if up.ndim == 2:
-            up = up[:, :, None]
-        out[i0:i0 + 500] = up[:H, :W].transpose(2, 0, 1)
-    return out
+    if h * s == H and w * s == W:
+        out = np.empty((B, H, W), np.float32)
+        for i in range(B):
+            cv2.resize(block[i], (W, H), dst=out[i], interpolation=cv2.INTER_LINEAR)
+        return out
+    full = np.empty((B, h * s, w * s), np.float32)
+    for i in range(B):
+        cv2.resize(block[i], (w * s, h * s), dst=full[i], interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(full[:, :H, :W])
 
 
 class FrameSource:
