@@ -19,15 +19,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_MIB = 1024
 
 INGEST = """
-import sys, time
+import resource, sys, time
 from ace_neuro.readers import open_recording
 from ace_neuro.ingest import recording_stream
 from ace_neuro.storage import write_movie
 reader = open_recording(sys.argv[1])
+stream = recording_stream(reader)
+n, marks, seen = reader.info.n_frames, [], 0
+def sampled(blocks):
+    global seen
+    for b in blocks:
+        seen += len(b)
+        if len(marks) < int(10 * seen / n):
+            marks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        yield b
+stream.blocks = sampled(stream.blocks)
 t0 = time.perf_counter()
-write_movie(recording_stream(reader), sys.argv[2])
+write_movie(stream, sys.argv[2])
 dt = time.perf_counter() - t0
-print(f"FRAMES {reader.info.n_frames} SECONDS {dt:.3f}")
+print(f"FRAMES {n} SECONDS {dt:.3f}")
+print("RSS_BY_DECILE", " ".join(str(m) for m in marks))
 """
 
 
@@ -55,8 +66,9 @@ def measure(session: Path) -> tuple[int, float, float]:
                           capture_output=True, text=True, check=True)
     m = re.search(r"FRAMES (\d+) SECONDS ([\d.]+)", proc.stdout)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    deciles = re.search(r"RSS_BY_DECILE (.*)", proc.stdout).group(1)
     shutil.rmtree(out, ignore_errors=True)
-    return int(m.group(1)), float(m.group(2)), rss_kb / 1024
+    return int(m.group(1)), float(m.group(2)), rss_kb / 1024, deciles
 
 
 def main(argv=None) -> int:
@@ -68,9 +80,10 @@ def main(argv=None) -> int:
     print(f"== ingest (UCLA DAQ V4, FFV1, 608x608) -> raw_movie zarr; target peak < {TARGET_MIB} MiB, flat in length")
     rows = []
     for n in lengths:
-        frames, secs, mib = measure(make_session(n))
+        frames, secs, mib, deciles = measure(make_session(n))
         rows.append((frames, secs, mib))
-        print(f"  {frames:>6} frames: {frames / secs:7.1f} frames/s, {secs:6.1f} s, peak RSS {mib:7.1f} MiB", flush=True)
+        print(f"  {frames:>6} frames: {frames / secs:7.1f} frames/s, {secs:6.1f} s, peak RSS {mib:7.1f} MiB "
+              f"(peak so far at each tenth of the recording, MiB: {deciles})", flush=True)
     growth = rows[1][2] / rows[0][2] - 1
     ok = all(r[2] < TARGET_MIB for r in rows) and growth < 0.2
     print(f"  peak memory growth {lengths[0]} -> {lengths[1]} frames: {100 * growth:+.1f}%  "
