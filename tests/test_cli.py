@@ -269,3 +269,12 @@ def test_interactive_without_display_fails_before_any_work(demo, tmp_path):
         MiniscopePipeline().run(line_num=96, project_path=project, data_path=data, storage_root=tmp_path / "out")
     assert info.value.stage == "interactive" and "--headless" in info.value.hint
     assert not (tmp_path / "out").exists()
+
+
+def test_filenames_that_match_no_video_fail_up_front(demo, tmp_path):
+    project, data = demo
+    with pytest.raises(PipelineError) as info:
+        MiniscopePipeline().run(line_num=96, project_path=project, data_path=data, headless=True,
+                                storage_root=tmp_path / "out", filenames=["0.avi", "nope.avi"])
+    assert info.value.stage == "raw data" and "nope.avi" in info.value.problem and "0.avi" in info.value.problem
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 BACKFILL_LINES = ["96", "97", "98"]
+BROKEN_LINE = "99"  # its video is truncated: its run fails, the others' do not
 SENSOR_LINE = "100"
 
 
@@ -124,14 +125,17 @@ def platform(tmp_path_factory):
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
+    from ace_neuro.synthetic.formats import corrupt_video
     from ace_neuro.synthetic.project import write_demo_project
 
     root = tmp_path_factory.mktemp("e2e")
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    demo = write_demo_project(root / "demo", lines=[int(x) for x in BACKFILL_LINES], height=64, width=64,
-                              n_frames=300, frames_per_file=100, seed=4)
+    demo = write_demo_project(root / "demo", lines=[int(x) for x in [*BACKFILL_LINES, BROKEN_LINE]], height=64,
+                              width=64, n_frames=300, frames_per_file=100, seed=4)
+    video = next(demo.session_dirs[int(BROKEN_LINE)].rglob("*.avi"))
+    corrupt_video(video, video.stat().st_size // 2)
     extra = write_demo_project(root / "extra", lines={int(SENSOR_LINE): "ucla_v4_ffv1"}, height=64, width=64,
                                n_frames=300, frames_per_file=100, seed=5)
     env = {**os.environ, "DAGSTER_HOME": str(home), "ACE_PROJECT_PATH": str(demo.project_path),
@@ -153,6 +157,27 @@ def asset_keys():
     return sorted({k for a in all_assets() for k in a.keys}, key=lambda k: k.to_user_string())
 
 
+def launch_backfill(server: Server, lines, keys, title: str) -> str:
+    data = server.graphql(
+        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+             ... on InvalidSubsetError { message } ... on PartitionSetNotFoundError { message } } }""",
+        {"p": {"partitionNames": list(lines), "assetSelection": [{"path": k.path} for k in keys], "title": title}})
+    launched = data["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def wait_for_backfill(server: Server, backfill_id: str, timeout_s: float) -> str:
+    def finished():
+        d = server.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+                                ... on PartitionBackfill { status } } }""", {"id": backfill_id})
+        status = d["partitionBackfillOrError"]["status"]
+        return status if status not in ("REQUESTED", "FAILING", "CANCELING") else None
+
+    return wait_for(finished, timeout_s=timeout_s, every_s=5, what=f"backfill {backfill_id}", server=server)
+
+
 def test_backfill_of_three_lines_materialises_every_asset(platform):
     from dagster import AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
@@ -161,23 +186,8 @@ def test_backfill_of_three_lines_materialises_every_asset(platform):
     wait_for(lambda: set(BACKFILL_LINES) <= set(instance.get_dynamic_partitions("experiment_lines")),
              timeout_s=180, what="the experiment_lines sensor to add the partitions", server=server)
     keys = asset_keys()
-    data = server.graphql(
-        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-             ... on InvalidSubsetError { message } ... on PartitionSetNotFoundError { message } } }""",
-        {"p": {"partitionNames": BACKFILL_LINES, "assetSelection": [{"path": k.path} for k in keys],
-               "title": "e2e backfill"}})
-    launched = data["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def finished():
-        d = server.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                                ... on PartitionBackfill { status } } }""", {"id": backfill_id})
-        status = d["partitionBackfillOrError"]["status"]
-        return status if status not in ("REQUESTED", "FAILING", "CANCELING") else None
-
-    status = wait_for(finished, timeout_s=1500, every_s=5, what=f"backfill {backfill_id}", server=server)
+    backfill_id = launch_backfill(server, BACKFILL_LINES, keys, "e2e backfill")
+    status = wait_for_backfill(server, backfill_id, timeout_s=1500)
     runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
     failed = [r.run_id for r in runs if r.status != DagsterRunStatus.SUCCESS]
     assert status in ("COMPLETED", "COMPLETED_SUCCESS") and not failed, (status, failed, server.log_tail())
@@ -191,6 +201,25 @@ def test_backfill_of_three_lines_materialises_every_asset(platform):
     storage = platform["storage"]
     for line in BACKFILL_LINES:
         assert list((storage / "raw_movie").glob(f"{line}.zarr")), line
+
+
+def test_a_failed_line_does_not_stop_the_others(platform):
+    from dagster import AssetKey, DagsterRunStatus, RunsFilter
+
+    server, instance = platform["server"], platform["instance"]
+    wait_for(lambda: BROKEN_LINE in instance.get_dynamic_partitions("experiment_lines"), timeout_s=180,
+             what="the broken line's partition", server=server)
+    ingest = [AssetKey("raw_movie"), AssetKey("frame_times")]
+    before = instance.get_latest_materialization_event(AssetKey("raw_movie")).timestamp
+    backfill_id = launch_backfill(server, [BROKEN_LINE, "96"], ingest, "e2e broken line")
+    status = wait_for_backfill(server, backfill_id, timeout_s=600)
+    runs = {r.tags["dagster/partition"]: r for r in
+            instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))}
+    assert status in ("COMPLETED_FAILED", "FAILED", "COMPLETED"), status
+    assert runs[BROKEN_LINE].status == DagsterRunStatus.FAILURE
+    assert runs["96"].status == DagsterRunStatus.SUCCESS
+    assert instance.get_latest_materialization_event(AssetKey("raw_movie")).timestamp > before
+    assert BROKEN_LINE not in instance.get_materialized_partitions(AssetKey("raw_movie"))
 
 
 def test_sensor_runs_the_graph_for_a_folder_copied_into_the_data_path(platform):

@@ -471,10 +471,12 @@ class MiniscopePipeline:
                           overrides=overrides, instance=instance, data_path=data_path)
         crop_used = params.crop.coords if params.crop.enabled else None
         if needs_crop_window:
-            crop_used = self._choose_crop(ctx)
-        ctx.materialise(None)
+            crop_used = self._choose_crop(ctx)  # ingests first, to show the raw movie
+        elif filenames is not None:
+            ctx.materialise(["raw_movie"])
         if filenames is not None:
             ctx.check_files_selected(len(filenames))
+        ctx.materialise_remaining()
         curation_file = None
         if needs_review and "cnmfe_estimates" in ctx.metadata and CURATION_ASSET in ctx.metadata:
             curation_file = self._review(ctx)
@@ -622,7 +624,8 @@ class _RunContext:
         """Run the graph (or ``selection``, asset names) for the line; raise PipelineError on failure."""
         from ace_assets.runner import materialize_lines
 
-        what = "every stage" if selection is None else ", ".join(selection)
+        what = "every stage" if selection is None else (
+            ", ".join(selection) if len(selection) <= 4 else f"{len(selection)} stages")
         log.info("line %d: running %s", self.line_num, what)
         with _StageProgress(self.instance, self.line_num):
             (run,) = materialize_lines(
@@ -635,6 +638,17 @@ class _RunContext:
         self.metadata.update(run.metadata)
         if not run.success:
             raise self._failure(run)
+
+    def materialise_remaining(self) -> None:
+        """Run every asset not yet materialised by this call (all of them on a first call)."""
+        from ace_assets.definitions import all_assets
+
+        names = [k.to_user_string() for a in all_assets() for k in a.keys]
+        remaining = [n for n in names if n not in self.metadata]
+        if not self.metadata:
+            self.materialise(None)
+        elif remaining:
+            self.materialise(remaining)
 
     def _failure(self, run) -> PipelineError:
         failures = _step_failures(self.instance, run.run_id)
