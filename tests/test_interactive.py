@@ -12,7 +12,8 @@ from scipy import sparse
 from ace_neuro.interactive import InteractiveUnavailableError
 from ace_neuro.interactive.crop_window import CropSelectorModel, CropWindow, CropWindowError, select_crop
 from ace_neuro.interactive.review_window import (ReviewError, ReviewInputs, ReviewModel, ReviewWindow,
-                                                 curation_file_for, review_components)
+                                                 automatic_decisions, curation_file_for, review_components,
+                                                 review_model_for)
 from ace_neuro.stages.crop import crop_box_from_coords
 
 matplotlib.use("Agg")
@@ -171,8 +172,9 @@ def review_inputs(tmp_path):
     a = sparse.csc_matrix(np.stack(fps, axis=1))
     traces = np.vstack([np.sin(np.arange(200) / (5 + k)) for k in range(len(CENTRES))]).astype(np.float32)
     table = pd.DataFrame({"component_id": [0, 1, 2, 3], "accepted": [True, False, True, True],
+                          "centroid_y": [float(c[0]) for c in CENTRES], "centroid_x": [float(c[1]) for c in CENTRES],
                           "snr": [6.0, 1.9, 4.0, 8.0], "r_value": [0.9, 0.95, 0.88, 0.97],
-                          "reason": ["", "snr 1.9 < min_SNR 2.5", "", ""]})
+                          "reason": ["passed", "snr 1.9 < min_SNR 2.5", "passed", "passed"]})
     return ReviewInputs(footprints=a, dims=(RH, RW), traces=traces, image=np.zeros((RH, RW)), table=table,
                         curation_file=curation_file_for(tmp_path / "project", 96), frame_rate=20.0)
 
@@ -233,3 +235,34 @@ def test_review_inputs_validation(review_inputs):
 def test_review_components_without_display_is_a_clear_error(review_inputs):
     with pytest.raises(InteractiveUnavailableError, match="--headless"):
         review_components(review_inputs)
+
+
+def test_review_saves_a_curation_the_evaluation_applies(review_inputs):
+    from ace_neuro.stages.evaluation import apply_curation, load_curation
+
+    fig = agg_figure(12, 7)
+    outcomes = []
+    model = review_model_for(review_inputs)  # no curation file yet: automatic decisions only
+    win = ReviewWindow(model, review_inputs, fig, on_finish=outcomes.append)
+    fig.canvas.draw()
+    click_data(fig, win.ax_image, 35, 20)  # restore component 1 (failed min_SNR)
+    click_axes(fig, win.toggle_button.ax)
+    click_data(fig, win.ax_image, 40, 10)  # reject component 3 (x = 40, y = 10)
+    assert model.selected == 3
+    click_axes(fig, win.toggle_button.ax)
+    click_axes(fig, win.save_button.ax)
+    (outcome,) = outcomes
+    assert outcome.saved and outcome.path == review_inputs.curation_file and outcome.accepted == (0, 1, 2)
+    stored = load_curation(review_inputs.curation_file)
+    assert stored.rejected == (3,) and stored.restored == (1,)
+    assert stored.centroids[3] == (10.0, 40.0)  # decisions follow their component after a re-run
+    curated = apply_curation(review_inputs.table, stored)
+    assert curated.loc[curated["accepted"], "component_id"].tolist() == [0, 1, 2]
+    # reopening the window on the curated table: the automatic decisions are recovered from the reasons
+    reopened = ReviewInputs(review_inputs.footprints, review_inputs.dims, review_inputs.traces, review_inputs.image,
+                            curated, review_inputs.curation_file)
+    assert automatic_decisions(curated) == [True, False, True, True]
+    again = review_model_for(reopened)
+    assert again.curation()["rejected"] == [3] and again.curation()["restored"] == [1] and not again.changed
+    again.toggle(3)  # undo the manual rejection: back to automatic
+    assert again.curation()["rejected"] == [] and again.changed

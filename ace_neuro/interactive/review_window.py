@@ -41,14 +41,29 @@ class ReviewError(ValueError):
     """Inputs the review window cannot show (mismatched components, shapes or ids)."""
 
 
-def _curation_functions():
-    from ace_neuro.stages.evaluation import load_curation, save_curation
-
-    return load_curation, save_curation
-
-
 def _as_id_list(values) -> list[int]:
     return sorted({int(v) for v in (values or ())})
+
+
+def automatic_decisions(table: pd.DataFrame) -> list[bool] | None:
+    """Each component's automatic decision, read back from an ``accepted_components`` table.
+
+    The table holds the decisions with any manual curation applied; a manually changed
+    row says so in its ``reason`` (``"manual: rejected ..."`` / ``"manual: restored ..."``),
+    so the automatic decision is the opposite of the stored one there. None when the
+    table has no ``reason`` column.
+    """
+    if "reason" not in table.columns:
+        return None
+    out = []
+    for accepted, reason in zip(table["accepted"].astype(bool), table["reason"].fillna("").astype(str)):
+        if reason.startswith("manual: rejected"):
+            out.append(True)
+        elif reason.startswith("manual: restored"):
+            out.append(False)
+        else:
+            out.append(bool(accepted))
+    return out
 
 
 # --------------------------------------------------------------------------- inputs
@@ -197,13 +212,15 @@ class ReviewModel:
     accepted : sequence of bool
         Each component's current decision (as stored in ``accepted_components``,
         i.e. with any earlier manual curation already applied).
+    automatic : sequence of bool, optional
+        Each component's automatic (``min_SNR`` / ``rval_thr``) decision; see
+        :func:`automatic_decisions`. When omitted it is inferred from ``curation``.
     curation : mapping, optional
-        The manual curation in force (``rejected`` / ``restored`` ids), used to know
-        the automatic decision behind each current one.
+        The manual curation in force (``rejected`` / ``restored`` ids, ``note``).
     """
 
     def __init__(self, component_ids: Sequence[int], accepted: Sequence[bool], *,
-                 curation: Mapping[str, Any] | None = None):
+                 automatic: Sequence[bool] | None = None, curation: Mapping[str, Any] | None = None):
         ids = [int(i) for i in component_ids]
         if len(ids) != len(accepted):
             raise ReviewError(f"{len(ids)} component ids but {len(accepted)} decisions")
@@ -213,8 +230,13 @@ class ReviewModel:
         rejected, restored = set(_as_id_list(curation.get("rejected"))), set(_as_id_list(curation.get("restored")))
         self.ids: tuple[int, ...] = tuple(ids)
         self.decisions: dict[int, bool] = {i: bool(a) for i, a in zip(ids, accepted)}
-        self.automatic: dict[int, bool] = {
-            i: True if i in rejected else False if i in restored else self.decisions[i] for i in ids}
+        if automatic is not None:
+            if len(automatic) != len(ids):
+                raise ReviewError(f"{len(ids)} component ids but {len(automatic)} automatic decisions")
+            self.automatic: dict[int, bool] = {i: bool(a) for i, a in zip(ids, automatic)}
+        else:
+            self.automatic = {i: True if i in rejected else False if i in restored else self.decisions[i]
+                              for i in ids}
         self._initial = dict(self.decisions)
         self.note = str(curation.get("note", "") or "")
         self.selected: int | None = ids[0] if ids else None
@@ -285,11 +307,17 @@ class ReviewModel:
         cid = self._check(cid)
         self.set_decision(cid, not self.decisions[cid])
 
-    def save(self, path: str | os.PathLike) -> ReviewOutcome:
-        """Write the curation file (atomically) and finish."""
-        _, save_curation = _curation_functions()
+    def save(self, path: str | os.PathLike, *, table: pd.DataFrame | None = None) -> ReviewOutcome:
+        """Write the curation file (atomically) and finish.
+
+        ``table`` (the accepted_components table) lets the file record where each curated
+        component is, so the decisions follow their components if a re-run renumbers them.
+        """
+        from ace_neuro.stages.evaluation import Curation, save_curation
+
         cur = self.curation()
-        save_curation(Path(path), cur)
+        save_curation(Path(path), Curation(rejected=tuple(cur["rejected"]), restored=tuple(cur["restored"]),
+                                           note=cur["note"]), table=table)
         self.outcome = ReviewOutcome(True, Path(path), cur, self.accepted_ids)
         self._changed()
         return self.outcome
@@ -353,7 +381,8 @@ class ReviewWindow:
         self.next_button = Button(fig.add_axes((0.66, 0.06, 0.09, 0.08)), "Next >")
         self.next_button.on_clicked(lambda _e: self.model.select_next())
         self.save_button = Button(fig.add_axes((0.78, 0.18, 0.19, 0.08)), "Save")
-        self.save_button.on_clicked(lambda _e: self._finish(self.model.save(self.inputs.curation_file)))
+        self.save_button.on_clicked(
+            lambda _e: self._finish(self.model.save(self.inputs.curation_file, table=self.inputs.table)))
         self.close_button = Button(fig.add_axes((0.78, 0.06, 0.19, 0.08)), "Close without saving")
         self.close_button.on_clicked(lambda _e: self._finish(self.model.close()))
         self.status_text = fig.text(0.04, 0.04, "", fontsize=9)
@@ -452,10 +481,7 @@ def review_components(inputs: ReviewInputs, *, title: str = "") -> ReviewOutcome
         No interactive matplotlib backend (no display).
     """
     plt = interactive_pyplot()
-    load_curation, _ = _curation_functions()
-    curation = load_curation(inputs.curation_file) if inputs.curation_file.exists() else None
-    model = ReviewModel(inputs.component_ids, inputs.table["accepted"].astype(bool).tolist(),
-                        curation=_curation_as_mapping(curation))
+    model = review_model_for(inputs)
     fig = plt.figure(figsize=(13, 7.5))
     window = ReviewWindow(model, inputs, fig, on_finish=lambda _o: plt.close(fig), title=title)
     plt.show(block=True)  # the widgets live as long as ``window`` is referenced
@@ -463,14 +489,16 @@ def review_components(inputs: ReviewInputs, *, title: str = "") -> ReviewOutcome
     return model.outcome if model.outcome is not None else model.close()
 
 
-def _curation_as_mapping(curation) -> dict[str, Any] | None:
-    """Whatever ``load_curation`` returns (a mapping or a dataclass) as a plain mapping."""
-    if curation is None:
-        return None
-    if isinstance(curation, Mapping):
-        return dict(curation)
-    return {k: getattr(curation, k) for k in ("rejected", "restored", "note") if hasattr(curation, k)}
+def review_model_for(inputs: ReviewInputs) -> ReviewModel:
+    """The model the window starts from: stored decisions, automatic ones, and the curation file's note."""
+    from ace_neuro.stages.evaluation import load_curation
+
+    curation = load_curation(inputs.curation_file)
+    return ReviewModel(inputs.component_ids, inputs.table["accepted"].astype(bool).tolist(),
+                       automatic=automatic_decisions(inputs.table),
+                       curation={"rejected": curation.rejected, "restored": curation.restored, "note": curation.note})
 
 
-__all__ = ["ReviewError", "ReviewInputs", "ReviewModel", "ReviewOutcome", "ReviewWindow", "curation_file_for",
-           "load_review_inputs", "review_components", "review_inputs_from_estimates"]
+__all__ = ["ReviewError", "ReviewInputs", "ReviewModel", "ReviewOutcome", "ReviewWindow", "automatic_decisions",
+           "curation_file_for", "load_review_inputs", "review_components", "review_inputs_from_estimates",
+           "review_model_for"]
