@@ -364,8 +364,11 @@ class MiniscopePipeline:
         ``(projections, *, kind, coords, title) -> CropChoice``; default
         :func:`ace_neuro.interactive.crop_window.select_crop` (a matplotlib window).
     component_reviewer : callable, optional
-        ``(estimates, table, *, image, times, curation, title) -> ReviewOutcome``; default
-        :func:`ace_neuro.interactive.review_window.review_components`.
+        ``(inputs: ReviewInputs, *, title) -> ReviewOutcome``; default
+        :func:`ace_neuro.interactive.review_window.review_components` (a matplotlib window).
+
+    Both callables are how a notebook (or a test) supplies its own way of choosing;
+    when given, no matplotlib window is opened for that step.
     """
 
     def __init__(self, *, instance=None, crop_selector: CropSelector | None = None,
