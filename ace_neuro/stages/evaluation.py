@@ -7,8 +7,8 @@ Each component gets
   under Gaussian noise; the least probable window of ``N = ceil(decay_time *
   frame_rate)`` consecutive frames (a transient lasts about that long) gives
   the SNR as the z-score with the same average log-probability (CaImAn's
-  "event exceptionality" expressed as an SNR). Pure noise scores about 1-1.5,
-  a transient of 5 noise units about 4-5.
+  "event exceptionality" expressed as an SNR). Pure noise scores about 1-1.4,
+  a single transient peaking at 5 noise units (decay 0.4 s at 30 fps) 3-4.
 * ``r_value`` - the spatial correlation between the footprint and the movie
   during the component's active frames: up to 5 peaks of its denoised trace
   (above 30% of its maximum, 10 frames apart), frames ``[peak - 3, peak + 10]``;

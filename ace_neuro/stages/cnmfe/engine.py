@@ -522,18 +522,21 @@ def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):
         summary = _summary_from_stats(src, stats, sug.gSig, sug.gSiz, params.center_psf, sizes=summary.size_samples)
         sug2 = suggest_parameters(summary)
         min_corr, min_pnr = sug2.min_corr, sug2.min_pnr
+        threshold_notes = sug2.notes[1:]
     else:
         min_corr, min_pnr = sug.min_corr, sug.min_pnr
+        threshold_notes = sug.notes[1:]
     new_gSiz = tuple(4 * g + 1 for g in new_gSig)
     notes.append(f"use_suggested: gSig {tuple(gSig)} -> {new_gSig}, gSiz {tuple(gSiz)} -> {new_gSiz}, "
                  f"min_corr {params.min_corr} -> {min_corr}, min_pnr {params.min_pnr} -> {min_pnr}")
-    notes.extend(sug.notes)
+    notes.append(sug.notes[0])
+    notes.extend(threshold_notes)
     return new_gSig, new_gSiz, float(min_corr), float(min_pnr), stats
 
 
 def _summary_from_stats(src, stats: FilteredStats, gSig, gSiz, center_psf, sizes=None) -> SummaryImages:
     if sizes is None:
-        seeds = find_seeds(stats.corr, stats.pnr, min_corr=0.8, min_pnr=8.0, gSiz=gSiz)
+        seeds = find_seeds(stats.corr, stats.pnr, min_corr=0.6, min_pnr=4.0, gSiz=gSiz)
         sizes = measure_seed_sizes(src, seeds[:60, :2].astype(int), gSig=gSig)
     return SummaryImages(corr=stats.corr, pnr=stats.pnr, noise=stats.noise, peak=stats.peak, mean=stats.mean,
                          gSig=tuple(gSig), gSiz=tuple(gSiz), center_psf=center_psf,

@@ -406,8 +406,8 @@ def cnmfe_summary_images(frames, gSig=(3, 3), *, gSiz=None, n_frames: int = 1000
                          center_psf: bool = True, block_frames: int = 128,
                          min_corr_grid: Sequence[float] = DEFAULT_MIN_CORR_GRID,
                          min_pnr_grid: Sequence[float] = DEFAULT_MIN_PNR_GRID,
-                         border_pix: int = 0, size_min_corr: float = 0.8,
-                         size_min_pnr: float = 8.0) -> SummaryImages:
+                         border_pix: int = 0, size_min_corr: float = 0.6,
+                         size_min_pnr: float = 4.0) -> SummaryImages:
     """Correlation and PNR images on a subsample, with a seed-count table (seconds).
 
     Parameters
@@ -430,8 +430,9 @@ def cnmfe_summary_images(frames, gSig=(3, 3), *, gSiz=None, n_frames: int = 1000
     border_pix : int
         Seeds closer than this to the edge are not counted.
     size_min_corr, size_min_pnr : float
-        Permissive thresholds selecting seeds whose size is measured for
-        :func:`~ace_neuro.stages.cnmfe.suggest.suggest_parameters`.
+        Permissive thresholds for the seeds whose size is measured for
+        :func:`~ace_neuro.stages.cnmfe.suggest.suggest_parameters` (the 60
+        highest-scoring are used, so a mismatched ``gSig`` still yields seeds).
 
     Returns
     -------
