@@ -142,13 +142,53 @@ def fuse_patch_shifts(deviation: np.ndarray, information: np.ndarray) -> np.ndar
     return x
 
 
+_NY, _NX = np.mgrid[-1:2, -1:2]
+_QUADRATIC = np.linalg.pinv(np.stack(
+    [np.ones(9), _NY.ravel(), _NX.ravel(), _NY.ravel() ** 2, _NX.ravel() ** 2, (_NY * _NX).ravel()], axis=1))
+
+
+def peak_offset_2d(nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel position of peaks from their 3 x 3 neighbourhoods, shape (..., 3, 3).
+
+    Fits a 2-D Gaussian (a quadratic surface through the logarithms, by least squares) where all
+    nine samples are positive, otherwise a quadratic surface; unlike fits along each axis, this
+    follows peaks that are elongated along a diagonal. Falls back to :func:`peak_offset` along
+    each axis where the surface is not concave. Offsets are clipped to [-1, 1].
+    """
+    nb = np.asarray(nb, dtype=np.float64)
+    flat = nb.reshape(nb.shape[:-2] + (9,))
+    positive = np.all(flat > 0, axis=-1, keepdims=True)
+    vals = np.where(positive, np.log(np.where(flat > 0, flat, 1.0)), flat)
+    coef = vals @ _QUADRATIC.T
+    by, bx, h11, h22, h12 = coef[..., 1], coef[..., 2], 2 * coef[..., 3], 2 * coef[..., 4], coef[..., 5]
+    det = h11 * h22 - h12 * h12
+    concave = (h11 < 0) & (det > 1e-12)
+    safe = np.where(concave, det, 1.0)
+    fy = -(h22 * by - h12 * bx) / safe
+    fx = -(h11 * bx - h12 * by) / safe
+    sep_y = peak_offset(nb[..., 0, 1], nb[..., 1, 1], nb[..., 2, 1])
+    sep_x = peak_offset(nb[..., 1, 0], nb[..., 1, 1], nb[..., 1, 2])
+    fy = np.clip(np.where(concave, fy, sep_y), -1.0, 1.0)
+    fx = np.clip(np.where(concave, fx, sep_x), -1.0, 1.0)
+    return fy, fx
+
+
+def _neighbourhood(a: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """``a[..., iy-1:iy+2, ix-1:ix+2]`` for per-element indices (batch shape of iy), (..., 3, 3)."""
+    rows = (iy[..., None] + np.arange(-1, 2))[..., :, None]
+    cols = (ix[..., None] + np.arange(-1, 2))[..., None, :]
+    flat = a.reshape(a.shape[:-2] + (-1,))
+    idx = (rows * a.shape[-1] + cols).reshape(iy.shape + (9,))
+    return np.take_along_axis(flat, idx, axis=-1).reshape(iy.shape + (3, 3))
+
+
 class PeakCalibration:
-    """Removes the systematic error of the 3-point sub-pixel estimate, in 2-D.
+    """Removes the systematic error of the 3 x 3 sub-pixel peak fit, in 2-D.
 
     For a frame whose content is the template moved by ``r``, the cross-correlation with the
     tapered template is ``R(s - r)``, with ``R(u) = sum_y t(y + u) t(y) w(y)`` the template's
     autocorrelation against its tapered self. ``R`` is not exactly Gaussian nor symmetric (finite
-    patch, taper), so the 3-point estimate is off by a small amount that depends on the
+    patch, taper), so the fitted peak (:func:`peak_offset_2d`) is off by a small amount that depends on the
     fractional part of ``r`` ("pixel locking") and on the template. ``R`` is evaluated exactly
     from the template spectrum on an 11 x 11 grid of fractional shifts, the estimator is run on
     it, and its error is tabulated (``max_error``: its largest value, a measure of how
@@ -181,13 +221,9 @@ class PeakCalibration:
         flat = np.argmax(inner, axis=-1)
         iy, ix = flat // 3 + 1, flat % 3 + 1
 
-        def at(oy, ox):
-            return np.take_along_axis(
-                corr.reshape(batch + (nd, nd, nl * nl)), ((iy + oy) * nl + ix + ox)[..., None], axis=-1)[..., 0]
-
-        c0 = at(0, 0)
-        est_y = self.LAGS[iy] + peak_offset(at(-1, 0), c0, at(1, 0))
-        est_x = self.LAGS[ix] + peak_offset(at(0, -1), c0, at(0, 1))
+        fy, fx = peak_offset_2d(_neighbourhood(corr, iy, ix))
+        est_y = self.LAGS[iy] + fy
+        est_x = self.LAGS[ix] + fx
         err = np.stack([est_y - deltas[:, None], est_x - deltas[None, :]], axis=-1)  # (..., nd, nd, 2)
         self.max_error = np.abs(err).reshape(batch + (-1,)).max(axis=-1)
         self.curvature = _peak_curvature(corr[..., nd // 2, nd // 2, :, :])
@@ -296,8 +332,7 @@ class RigidRegistrar:
         inner = win[1:-1, 1:-1]
         iy, ix = np.unravel_index(int(np.argmax(inner)), inner.shape)
         iy, ix = iy + 1, ix + 1
-        fy = peak_offset(win[iy - 1, ix], win[iy, ix], win[iy + 1, ix])
-        fx = peak_offset(win[iy, ix - 1], win[iy, ix], win[iy, ix + 1])
+        fy, fx = peak_offset_2d(win[iy - 1:iy + 2, ix - 1:ix + 2])
         my, mx = self.max_shifts
         ry, rx = self.calibration(iy - (my + 1) + fy, ix - (mx + 1) + fx)
         return np.array([float(np.clip(ry, -my, my)), float(np.clip(rx, -mx, mx))])
@@ -384,10 +419,9 @@ class PatchRegistrar:
         iy, ix = np.unravel_index(flat, win.shape[2:])
         iy = np.clip(iy, 1, win.shape[2] - 2)
         ix = np.clip(ix, 1, win.shape[3] - 2)
-        jj, kk = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        c0 = win[jj, kk, iy, ix]
-        fy = peak_offset(win[jj, kk, iy - 1, ix], c0, win[jj, kk, iy + 1, ix])
-        fx = peak_offset(win[jj, kk, iy, ix - 1], c0, win[jj, kk, iy, ix + 1])
+        nb = _neighbourhood(win, iy, ix)
+        c0 = nb[..., 1, 1]
+        fy, fx = peak_offset_2d(nb)
         ry, rx = self.calibration(self._lags[iy] + fy, self._lags[ix] + fx)
         measured = np.empty((ny, nx, 2), dtype=np.float64)
         measured[..., 0] = oy + ry
