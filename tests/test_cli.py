@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ace_neuro.pipelines.miniscope import (MiniscopePipeline, PipelineError, build_parser, parameter_overrides,
@@ -250,6 +251,7 @@ def test_interactive_crop_is_saved_to_the_csv_and_used(demo, tmp_path):
     assert len(result.run_ids) == 2  # ingest for the window, then the rest of the graph
 
 
+@pytest.mark.slow
 def test_interactive_cancel_means_no_crop_and_csv_untouched(demo, tmp_path):
     project, data = demo
     before = (project / "analysis_parameters.csv").read_bytes()
@@ -261,6 +263,52 @@ def test_interactive_cancel_means_no_crop_and_csv_untouched(demo, tmp_path):
     assert (project / "analysis_parameters.csv").read_bytes() == before
     assert result.metadata["cropped_movie"]["cropped"] is False
     assert result.metadata["cropped_movie"]["shape"][1:] == [48, 56]
+
+
+def test_review_window_curation_is_saved_and_downstream_rerun(demo, tmp_path):
+    from matplotlib.backend_bases import MouseEvent
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ace_neuro.interactive.review_window import ReviewWindow, review_model_for
+    from ace_neuro.project import curation_file
+    from ace_neuro.stages.evaluation import load_curation
+
+    project, data = demo
+    seen = []
+
+    def reviewer(inputs, *, title):
+        """Reject the first accepted component with the window's own button, then Save."""
+        model = review_model_for(inputs)
+        fig = Figure(figsize=(12, 7))
+        FigureCanvasAgg(fig)
+        outcomes = []
+        win = ReviewWindow(model, inputs, fig, on_finish=outcomes.append, title=title)
+        fig.canvas.draw()
+        target = model.accepted_ids[0]
+        model.select(target)
+
+        def click(ax):
+            bb = ax.get_window_extent()
+            for name in ("button_press_event", "button_release_event"):
+                fig.canvas.callbacks.process(name, MouseEvent(name, fig.canvas, (bb.x0 + bb.x1) / 2,
+                                                              (bb.y0 + bb.y1) / 2, button=1))
+
+        click(win.toggle_button.ax)
+        click(win.save_button.ax)
+        seen.append((target, len(inputs.component_ids)))
+        return outcomes[0]
+
+    result = MiniscopePipeline(component_reviewer=reviewer).run(
+        line_num=96, project_path=project, data_path=data, storage_root=tmp_path / "out", crop_coords=(4, 44, 52, 4))
+    (target, k), = seen
+    assert result.curation_file == curation_file(project, 96) and load_curation(result.curation_file).rejected == (target,)
+    table = result.metadata["accepted_components"]
+    assert table["manually_rejected"] == 1 and table["n_components"] == k
+    assert len(result.run_ids) == 2  # the graph, then accepted_components and what depends on it
+    stored = pd.read_parquet(result.outputs["accepted_components"])
+    assert not stored.loc[stored["component_id"] == target, "accepted"].item()
+    assert stored.loc[stored["component_id"] == target, "reason"].item().startswith("manual: rejected")
 
 
 def test_interactive_without_display_fails_before_any_work(demo, tmp_path):

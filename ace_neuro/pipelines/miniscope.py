@@ -41,6 +41,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -237,6 +238,17 @@ def _step_failures(instance, run_id: str) -> list[tuple[str, str, str]]:
 
 
 # --------------------------------------------------------------------------- progress
+#: Set while a run executes in this process: the CLI's log filter then shows the stages' warnings
+#: as the run relays them (once, with the stage's name) instead of the library's own copies.
+RUN_IN_PROGRESS = threading.Event()
+
+
+def _check_step_names() -> set[str]:
+    from ace_assets.definitions import all_checks
+
+    return {c.node_def.name for c in all_checks()}
+
+
 class _StageProgress:
     """Logs each stage's start and end (with timings) while a run executes in this process.
 
@@ -255,15 +267,24 @@ class _StageProgress:
         self._run_id: str | None = None
         self._seen = 0
         self._started: dict[str, float] = {}
+        self._check_steps = _check_step_names()
+        self.checks_passed = 0
+        self.checks_failed = 0
 
     def __enter__(self) -> "_StageProgress":
+        RUN_IN_PROGRESS.set()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        RUN_IN_PROGRESS.clear()
         self._poll()
+        if self.checks_passed or self.checks_failed:
+            log.log(logging.WARNING if self.checks_failed else logging.INFO,
+                    "line %s: quality checks: %d passed, %d did not pass", self.line, self.checks_passed,
+                    self.checks_failed)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -288,9 +309,12 @@ class _StageProgress:
         step = record.step_key or "?"
         if ev is None:  # a message logged by a stage (context.log)
             if record.level >= logging.WARNING:
-                log.log(record.level, "line %s: %s: %s", self.line, step, record.user_message)
+                message = re.sub(rf"^line {self.line}: ", "", record.user_message)
+                log.log(record.level, "line %s: %s: %s", self.line, step, message)
             return
         kind = ev.event_type_value
+        if step in self._check_steps and kind != "ASSET_CHECK_EVALUATION":
+            return  # quality checks are reported by their evaluation, not as stages
         if kind == "STEP_START":
             self._started[step] = record.timestamp
             log.info("line %s: %s started", self.line, step)
@@ -302,7 +326,10 @@ class _StageProgress:
                 log.error("line %s: %s FAILED after %.1f s", self.line, step, took)
         elif kind == "ASSET_CHECK_EVALUATION":
             evaluation = ev.event_specific_data
-            if evaluation is not None and not getattr(evaluation, "passed", True):
+            if evaluation is not None and getattr(evaluation, "passed", True):
+                self.checks_passed += 1
+            elif evaluation is not None:
+                self.checks_failed += 1
                 check = getattr(getattr(evaluation, "asset_check_key", None), "name", "?")
                 asset = evaluation.asset_key.to_user_string()
                 desc = getattr(evaluation, "description", "") or ""
@@ -729,6 +756,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RelayedDuringRuns(logging.Filter):
+    """While a run executes, library warnings come through the run's relay (named by stage), not directly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (RUN_IN_PROGRESS.is_set() and record.levelno < logging.ERROR
+                    and not record.name.startswith("ace_neuro.pipelines"))
+
+
 class _OncePerMessage(logging.Filter):
     """Let each distinct warning through once (the same reader warning is raised by every stage that scans)."""
 
@@ -750,12 +785,16 @@ class _OncePerMessage(logging.Filter):
 
 def _configure_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RelayedDuringRuns())
     handler.addFilter(_OncePerMessage())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("ace_neuro.pipelines").setLevel(logging.WARNING if quiet else logging.INFO)
+    # Dagster flags some of the APIs the assets use as beta; that is for developers, not for this terminal
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    logging.captureWarnings(True)
 
 
 def run_arguments(args: argparse.Namespace) -> dict[str, Any]:
