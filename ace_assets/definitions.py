@@ -14,9 +14,9 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 from resources import JsonIOManager, ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
 from sensors import all_sensors
 
-from . import ingest, parameters, preprocess
+from . import cnmfe, ingest, motion, parameters, preprocess, signals
 
-ASSET_MODULES = [parameters, ingest, preprocess]
+ASSET_MODULES = [parameters, ingest, preprocess, motion, cnmfe, signals]
 
 
 def all_assets():

@@ -12,6 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ace_neuro import storage
+from ace_neuro.project import save_crop_coords
+from ace_neuro.stages.cnmfe.scoring import score_against_truth
+from ace_neuro.synthetic import crop_ground_truth, load_ground_truth, select_frames
 from ace_neuro.synthetic.project import write_demo_project
 
 from .runner import get_instance, materialize_lines
@@ -31,6 +37,28 @@ def _fmt_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(out)
 
 
+#: the demo draws a crop on this line (as a person would in the crop window) so the crop stage
+#: really crops somewhere; the other lines show the headless "no crop_coords" pass-through
+CROPPED_LINE = 96
+
+
+def score_line(demo, line: int, storage_root: Path) -> dict:
+    """Neurons found vs the synthetic ground truth (accepted components only)."""
+    truth = load_ground_truth(demo.ground_truth[line])
+    dropped = demo.dropped_frames.get(line, ())
+    if dropped:
+        truth = select_frames(truth, np.setdiff1d(np.arange(truth.traces.shape[1]), dropped))
+    cropped = storage.open_movie(storage_root / "cropped_movie" / f"{line}.zarr")
+    box = cropped.attrs.get("crop_box")
+    if box:
+        truth = crop_ground_truth(truth, (box[0], box[1]), (box[2], box[3]))
+    est = storage.read_bundle(storage_root / "cnmfe_estimates" / f"{line}.zarr")
+    acc = storage.read_table(storage_root / "accepted_components" / f"{line}.parquet")
+    s = score_against_truth(est, truth, accepted=acc["accepted"].to_numpy()).summary()
+    return {"found": int(acc["accepted"].sum()), "true": s["n_detectable"], "f1": s["f1"],
+            "trace_r": s["trace_r"], "footprint_corr": s["footprint_corr"]}
+
+
 def summarise(runs, demo, storage_root: Path) -> str:
     rows = []
     for run in runs:
@@ -46,11 +74,11 @@ def summarise(runs, demo, storage_root: Path) -> str:
             "status": "ok" if run.success else "FAILED",
             "total_s": f"{run.seconds:.1f}",
         }
-        acc = run.metadata.get("accepted_components", {})
-        if acc:
-            row["neurons found/true"] = f"{acc.get('n_accepted', '?')}/{acc.get('n_true_neurons', '?')}"
-            if "detection_f1" in acc:
-                row["F1"] = f"{acc['detection_f1']:.2f}"
+        if "accepted_components" in run.metadata:
+            sc = score_line(demo, run.line_num, storage_root)
+            row["neurons found/true"] = f"{sc['found']}/{sc['true']}"
+            row["F1"] = f"{sc['f1']:.2f}"
+            row["trace r"] = f"{sc['trace_r']:.2f}" if np.isfinite(sc["trace_r"]) else "-"
         ev = run.metadata.get("calcium_events", {})
         if ev:
             row["events"] = ev.get("n_events", ev.get("rows", "?"))
@@ -61,7 +89,10 @@ def summarise(runs, demo, storage_root: Path) -> str:
     cols: list[str] = []
     for r in rows:
         cols.extend(c for c in r if c not in cols)
-    lines = [_fmt_table(rows, cols), "", f"outputs: {storage_root}/<asset>/<line>.zarr|.parquet"]
+    lines = [_fmt_table(rows, cols), "",
+             "neurons found/true: accepted components vs ground-truth neurons detectable at the line's min_pnr; "
+             "F1 and median trace r from optimal matching of footprints.",
+             f"outputs: {storage_root}/<asset>/<line>.zarr|.parquet"]
     for run in runs:
         if not run.success:
             lines.append(f"line {run.line_num} failed: {run.error}")
@@ -85,6 +116,9 @@ def main(argv=None) -> int:
         kwargs["height"] = kwargs["width"] = args.size
     print(f"writing a synthetic project under {out} ...", flush=True)
     demo = write_demo_project(out, seed=args.seed, **kwargs)
+    size = args.size or 200
+    margin = max(2, size // 20)
+    save_crop_coords(demo.project_path, CROPPED_LINE, (margin, size - margin, size - margin, margin))
     storage_root = out / "storage"
     instance = get_instance()
     print(f"materialising every asset for lines {sorted(demo.formats)} "

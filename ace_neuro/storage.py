@@ -241,7 +241,7 @@ def read_bundle(path: str | os.PathLike):
     if attrs.get("kind") != "bundle" or not mod.startswith("ace_neuro."):
         raise StorageError(f"{path}: not a stored result of this platform")
     cls = getattr(importlib.import_module(mod), name)
-    arrays = {k: np.asarray(g[k][:]) for k in g.array_keys()}
+    arrays = {k: np.asarray(g[k][()]) for k in g.array_keys()}
     return cls.from_arrays(arrays, attrs) if _takes_attrs(cls) else cls.from_arrays(arrays)
 
 

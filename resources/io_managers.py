@@ -21,10 +21,21 @@ def default_storage_root() -> str:
     return os.environ.get("ACE_STORAGE_ROOT", str(Path.cwd() / "ace_storage"))
 
 
+def _partition(context) -> str:
+    """The one partition (experiment line) being written or read."""
+    if not context.has_asset_partitions:
+        return "__all__"
+    keys = list(context.asset_partition_keys)
+    if len(keys) == 1:
+        return keys[0]
+    # an asset check reading its partitioned asset sees the run's partition, not a subset
+    if getattr(context, "has_partition_key", False):
+        return context.partition_key
+    raise ValueError(f"{context.asset_key.to_user_string()}: one experiment line at a time, got {len(keys)}")
+
+
 def _asset_path(root: str, context, suffix: str) -> Path:
-    key = context.asset_key.path
-    part = context.asset_partition_key if context.has_asset_partitions else "__all__"
-    return Path(root).joinpath(*key) / f"{part}{suffix}"
+    return Path(root).joinpath(*context.asset_key.path) / f"{_partition(context)}{suffix}"
 
 
 class ZarrIOManager(ConfigurableIOManager):

@@ -11,6 +11,7 @@ from ace_neuro.synthetic.model import (
     SyntheticFrames,
     cnmfe_filter_kernel,
     cnmfe_pnr,
+    crop_ground_truth,
     displacement_at,
     iter_rendered_blocks,
     load_ground_truth,
@@ -18,13 +19,14 @@ from ace_neuro.synthetic.model import (
     render_frames,
     render_scene,
     save_ground_truth,
+    select_frames,
     simulate_ground_truth,
     simulate_movie,
 )
 
 __all__ = [
     "GroundTruth", "SyntheticConfig", "SyntheticConfigError", "SyntheticFrames", "cnmfe_filter_kernel",
-    "cnmfe_pnr", "displacement_at",
+    "cnmfe_pnr", "crop_ground_truth", "displacement_at",
     "iter_rendered_blocks", "load_ground_truth", "observed_traces", "render_frames", "render_scene",
-    "save_ground_truth", "simulate_ground_truth", "simulate_movie",
+    "save_ground_truth", "select_frames", "simulate_ground_truth", "simulate_movie",
 ]

@@ -930,3 +930,48 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         disp = z["displacement"] if "displacement" in z.files else None
     return GroundTruth(displacement=disp, frame_rate=float(meta["frame_rate"]),
                        config=SyntheticConfig.from_dict(meta["config"]), **arrays)
+
+
+def crop_ground_truth(truth: GroundTruth, rows: tuple[int, int], cols: tuple[int, int], *,
+                      min_inside: float = 0.5) -> GroundTruth:
+    """The ground truth of a cropped recording, for scoring what was found in the crop.
+
+    Spatial maps are cut to rows ``[r0, r1)`` and columns ``[c0, c1)``; neurons keep their
+    place in the crop if at least ``min_inside`` of their footprint's mass lies inside it.
+    Motion fields are dropped (``displacement=None``): a cropped truth scores results, it
+    does not render movies.
+    """
+    r0, r1 = rows
+    c0, c1 = cols
+    H, W = truth.footprints.shape[1:]
+    if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W):
+        raise SyntheticConfigError(f"crop rows {rows}, cols {cols} do not fit a {H} x {W} truth")
+    fp = truth.footprints[:, r0:r1, c0:c1]
+    total = truth.footprints.reshape(len(fp), -1).sum(axis=1)
+    inside = fp.reshape(len(fp), -1).sum(axis=1) / np.maximum(total, 1e-12)
+    keep = inside >= min_inside
+    return dataclasses.replace(
+        truth, footprints=np.ascontiguousarray(fp[keep]),
+        centers=truth.centers[keep] - np.array([r0, c0], dtype=float),
+        traces=truth.traces[keep], spikes=truth.spikes[keep], displacement=None,
+        background_spatial=truth.background_spatial[..., r0:r1, c0:c1],
+        vessels=truth.vessels[r0:r1, c0:c1], noise_std=truth.noise_std[r0:r1, c0:c1],
+        pnr=truth.pnr[keep], snr=truth.snr[keep], pnr_cnmfe=truth.pnr_cnmfe[keep],
+        ar_coefficients=truth.ar_coefficients[keep] if truth.ar_coefficients.ndim and len(
+            truth.ar_coefficients) == len(keep) else truth.ar_coefficients,
+        radii=truth.radii[keep], brightness=truth.brightness[keep])
+
+
+def select_frames(truth: GroundTruth, frames) -> GroundTruth:
+    """The ground truth of the frames a recording actually delivered (e.g. without dropped frames).
+
+    Time-resolved arrays keep only ``frames``; for scoring, not for rendering.
+    """
+    idx = np.asarray(frames, dtype=np.int64)
+    T = truth.traces.shape[1]
+    if idx.size and (idx.min() < 0 or idx.max() >= T):
+        raise SyntheticConfigError(f"frames must lie in [0, {T}), got {idx.min()}..{idx.max()}")
+    return dataclasses.replace(
+        truth, traces=truth.traces[:, idx], spikes=truth.spikes[:, idx], shifts=truth.shifts[idx],
+        displacement=None if truth.displacement is None else truth.displacement[idx],
+        background_temporal=truth.background_temporal[..., idx], bleach=truth.bleach[idx])

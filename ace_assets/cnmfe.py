@@ -1,0 +1,169 @@
+"""CNMF-E source extraction (SPEC 3.5) and accepted components (SPEC 3.6).
+
+- ``cnmfe_summary_images``: correlation and PNR images of the ``gSig``-filtered movie on a
+  subsample, the seed count over a grid of (min_corr, min_pnr), and parameters suggested from
+  the data beside the CSV's - for tuning without a GUI (cheap: seconds).
+- ``cnmfe_estimates``: the native (or CaImAn) engine's A, C, S, b0, ring background, noise,
+  correlation and PNR images, parameters used (zarr group).
+- ``accepted_components``: one row per component with SNR, r-value, accepted and why, with the
+  line's manual curation applied on top.
+"""
+import numpy as np
+import pandas as pd
+from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check)
+
+from ace_neuro.engines import get_engine
+from ace_neuro.movie import Movie
+from ace_neuro.params import CnmfeParams, EvaluationParams, params_hash
+from ace_neuro.plots.cnmfe import plot_contours, plot_summary_images, plot_traces
+from ace_neuro.stages import cnmfe as cnmfe_stage
+from ace_neuro.stages.cnmfe import CnmfeResult, suggest_parameters
+from ace_neuro.project import curation_file
+from ace_neuro.stages.evaluation import accepted_components as evaluate_components
+from ace_neuro.stages.evaluation import load_curation
+from resources import ProjectResource
+
+from .metadata import params_metadata, preview
+from .motion import HEAVY_POOL
+from .partitions import lines_partitions
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
+       description="Tuning view: seed counts over a grid of (min_corr, min_pnr) for the CSV's gSig, with the "
+                   "correlation/PNR images and parameters suggested from the data in the metadata.")
+def cnmfe_summary_images(context: AssetExecutionContext, motion_corrected_movie: Movie,
+                               cnmfe_parameters: CnmfeParams) -> pd.DataFrame:
+    p = cnmfe_parameters
+    summary = cnmfe_stage.cnmfe_summary_images(motion_corrected_movie.frames, p.gSig, gSiz=p.gSiz, center_psf=p.center_psf,
+                                   border_pix=p.border_pix)
+    suggestion = suggest_parameters(summary)
+    table = summary.seed_table.copy()
+    seeds_now = summary.seeds(min_corr=p.min_corr, min_pnr=p.min_pnr, border_pix=p.border_pix)
+    context.add_output_metadata({
+        "csv_gSig": MetadataValue.json(list(p.gSig)), "suggested_gSig": MetadataValue.json(list(suggestion.gSig)),
+        "csv_gSiz": MetadataValue.json(list(p.gSiz)), "suggested_gSiz": MetadataValue.json(list(suggestion.gSiz)),
+        "csv_min_corr": p.min_corr, "suggested_min_corr": float(suggestion.min_corr),
+        "csv_min_pnr": p.min_pnr, "suggested_min_pnr": float(suggestion.min_pnr),
+        "footprint_sigma_px": float(suggestion.footprint_sigma_px),
+        "seeds_at_csv_thresholds": int(len(seeds_now)),
+        "how_suggested": MetadataValue.md("\n".join(f"- {n}" for n in suggestion.notes) or "-"),
+        "use_suggestion": "set use_suggested_params = TRUE in analysis_parameters.csv (the CSV wins otherwise)",
+        "frames_used": int(sum(b - a for a, b in summary.frame_ranges)),
+        "preview": preview(plot_summary_images(summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr,
+                                               min_pnr=p.min_pnr, seed_table=summary.seed_table)),
+    })
+    return table
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="cnmfe", kinds={"zarr"},
+       pool=HEAVY_POOL,
+       description="SPEC 3.5: CNMF-E (Zhou et al. 2018) - footprints A, traces C, spikes S (OASIS), ring "
+                   "background, noise, correlation and PNR images, parameters used. Streams the movie.")
+def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, motion_corrected_movie: Movie,
+                    cnmfe_parameters: CnmfeParams) -> CnmfeResult:
+    p = cnmfe_parameters
+    engine = get_engine(project.params(context.partition_key).engine)
+    last = {"stage": None}
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage != last["stage"]:
+            context.log.info(f"CNMF-E: {stage} ({100 * fraction:.0f}%)")
+            last["stage"] = stage
+
+    result = engine.run_cnmfe(motion_corrected_movie.frames, p, frame_rate=motion_corrected_movie.frame_rate,
+                              progress=progress)
+    context.add_output_metadata({
+        **params_metadata(p, params_hash(p)), "engine": f"{engine.name} {engine.version}",
+        "components": int(result.n_components), "frames": int(result.n_frames),
+        "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),
+        "parameters_used": MetadataValue.json(_plain(result.params)),
+        "finite": bool(np.isfinite(result.C).all() and np.isfinite(result.A.data).all()),
+        "preview": preview(plot_summary_images(result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr,
+                                               min_pnr=p.min_pnr)),
+        "contours": preview(plot_contours(result)),
+    })
+    return result
+
+
+@asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
+       description="SPEC 3.6: one row per component - id, centroid, area, SNR, spatial r-value, accepted and "
+                   "why - applying min_SNR and rval_thr, then the line's manual curation on top.")
+def accepted_components(context: AssetExecutionContext, project: ProjectResource, cnmfe_estimates: CnmfeResult,
+                        motion_corrected_movie: Movie, evaluation_parameters: EvaluationParams) -> pd.DataFrame:
+    ep = evaluation_parameters
+    cur_path = curation_file(project.project_path, int(context.partition_key))
+    curation = load_curation(cur_path)
+    table = evaluate_components(motion_corrected_movie.frames, cnmfe_estimates, ep, curation=curation)
+    n_acc = int(table["accepted"].sum())
+    context.add_output_metadata({
+        **params_metadata(ep, params_hash(ep)), "n_components": len(table), "n_accepted": n_acc,
+        "n_rejected": len(table) - n_acc, "curation_file": MetadataValue.path(str(cur_path)),
+        "manually_rejected": len(curation.rejected), "manually_restored": len(curation.restored),
+        "preview": preview(plot_contours(cnmfe_estimates, table)),
+        "traces": preview(plot_traces(cnmfe_estimates, table)),
+    })
+    return table
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+@asset_check(asset=accepted_components, description="At least one component is accepted.")
+def at_least_one_accepted(accepted_components: pd.DataFrame) -> AssetCheckResult:
+    n = int(accepted_components["accepted"].sum()) if len(accepted_components) else 0
+    return AssetCheckResult(passed=n > 0, metadata={"n_accepted": n})
+
+
+@asset_check(asset=cnmfe_estimates, description="No NaN or inf in A, C, S.", blocking=True)
+def estimates_finite(cnmfe_estimates: CnmfeResult) -> AssetCheckResult:
+    r = cnmfe_estimates
+    ok = {name: bool(np.isfinite(v).all()) for name, v in (("A", r.A.data), ("C", r.C), ("S", r.S))}
+    return AssetCheckResult(passed=all(ok.values()), metadata=ok)
+
+
+@asset_check(asset=accepted_components, additional_ins={"cnmfe_estimates": AssetIn(),
+                                                        "cnmfe_parameters": AssetIn()},
+             description="No two accepted components overlap by more than 0.8 (footprint overlap) while their "
+                         "traces correlate above merge_thr: those are one neuron found twice.")
+def no_duplicate_accepted(accepted_components: pd.DataFrame, cnmfe_estimates: CnmfeResult,
+                          cnmfe_parameters: CnmfeParams) -> AssetCheckResult:
+    ids = accepted_components.loc[accepted_components["accepted"], "component_id"].to_numpy(dtype=int)
+    pairs = duplicate_pairs(cnmfe_estimates, ids, overlap_thr=0.8, corr_thr=cnmfe_parameters.merge_thr)
+    return AssetCheckResult(passed=not pairs, metadata={"duplicate_pairs": MetadataValue.json(pairs[:20]),
+                                                        "n_pairs": len(pairs)})
+
+
+def duplicate_pairs(est: CnmfeResult, ids: np.ndarray, *, overlap_thr: float, corr_thr: float) -> list[list[int]]:
+    """Pairs of components whose footprints overlap > overlap_thr and traces correlate > corr_thr.
+
+    Overlap is the shared footprint mass relative to the smaller one: sum(min(a, b)) / min(sum a, sum b).
+    """
+    if len(ids) < 2:
+        return []
+    A = est.A[:, ids].tocsc()
+    support = (A > 0).astype(np.float32)
+    touching = (support.T @ support).tocoo()
+    C = est.C[ids].astype(np.float64)
+    C = C - C.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(C, axis=1) + 1e-12
+    mass = np.asarray(A.sum(axis=0)).ravel()
+    out = []
+    for i, j in zip(touching.row, touching.col):
+        if i >= j:
+            continue
+        a = A[:, i].toarray().ravel()
+        b = A[:, j].toarray().ravel()
+        overlap = np.minimum(a, b).sum() / max(min(mass[i], mass[j]), 1e-12)
+        corr = float(C[i] @ C[j] / (norms[i] * norms[j]))
+        if overlap > overlap_thr and corr > corr_thr:
+            out.append([int(ids[i]), int(ids[j])])
+    return out
