@@ -1,15 +1,21 @@
 """Shift estimation by cross-correlation with a template, with sub-pixel peak interpolation.
 
-Rigid: the whole high-passed frame is cross-correlated with the template by FFT (OpenCV's packed
-real DFT, template spectrum computed once); the peak is searched within ``max_shifts`` and refined
-to sub-pixel precision by fitting a Gaussian through the peak and its two neighbours along each
-axis (exact for Gaussian-shaped correlation peaks, which band-passed images produce; a parabola is
-used where the neighbours are not positive).
+Rigid: the untapered high-passed frame is cross-correlated by FFT (OpenCV's packed real DFT)
+with the template, which is tapered to zero within ``max_shifts`` (+ the filter's reach) of the
+frame edges: content entering or leaving the frame then never meets the template, so the peak
+is not pulled towards zero shift. The peak is searched within ``max_shifts`` and located to
+sub-pixel precision by a 2-D Gaussian fit of its 3 x 3 neighbourhood, whose remaining
+systematic error (it depends on the template's autocorrelation) is removed by a calibration
+computed exactly from the template spectrum (:class:`PeakCalibration`).
 
 Piecewise-rigid: patches are cut from the frame at the template's patch positions moved by the
 frame's (rounded) rigid shift, so each patch only has to be searched within
 ``max_deviation_rigid`` of the rigid shift; all patches of a frame are transformed in one batched
-FFT against the template patches' spectra (computed once).
+FFT against the tapered template patches' spectra (computed once). Each patch estimate comes
+with its information matrix (how sharp the template patch's correlation peak is, along which
+direction, and how well the frame patch matches); the per-patch deviations from the rigid
+shift are then fused into a smooth field (:func:`fuse_patch_shifts`), so featureless patches
+follow their neighbours instead of producing spurious shifts.
 """
 from __future__ import annotations
 
@@ -65,10 +71,10 @@ def _taper_1d(n: int, margin: int, ramp: int) -> np.ndarray:
     return w
 
 
-CALIBRATION_RELIABLE = 0.6
-CALIBRATION_UNRELIABLE = 1.0
-SMOOTHNESS_PX = 1.0
-PRIOR_PX = 2.0
+CALIBRATION_RELIABLE = 0.6  # px: sub-pixel calibration error up to which a template patch is trusted
+CALIBRATION_UNRELIABLE = 1.0  # px: ... beyond which it is not used (weight falls linearly between)
+SMOOTHNESS_PX = 1.0  # expected difference between neighbouring patches' deviations
+PRIOR_PX = 2.0  # expected deviation of a patch from the rigid shift
 FUSION_ITERATIONS = 12
 
 
@@ -188,14 +194,14 @@ class PeakCalibration:
     For a frame whose content is the template moved by ``r``, the cross-correlation with the
     tapered template is ``R(s - r)``, with ``R(u) = sum_y t(y + u) t(y) w(y)`` the template's
     autocorrelation against its tapered self. ``R`` is not exactly Gaussian nor symmetric (finite
-    patch, taper), so the fitted peak (:func:`peak_offset_2d`) is off by a small amount that depends on the
-    fractional part of ``r`` ("pixel locking") and on the template. ``R`` is evaluated exactly
+    patch, taper), so the fitted peak (:func:`peak_offset_2d`) is off by a small amount that
+    depends on the fractional part of ``r`` ("pixel locking") and on the template. ``R`` is evaluated exactly
     from the template spectrum on an 11 x 11 grid of fractional shifts, the estimator is run on
     it, and its error is tabulated (``max_error``: its largest value, a measure of how
     ill-defined the peak is; ``curvature``: the shape of ``R`` at its top, see
     :func:`_peak_curvature`); estimates are then corrected by solving
     ``estimate = r + error(r)`` (two fixed-point steps, bilinear table lookup). A table with an
-    error above 0.5 px (no texture) is replaced by zero error.
+    error above ``CALIBRATION_UNRELIABLE`` px (no usable peak) is replaced by zero error.
 
     Parameters
     ----------
@@ -227,7 +233,7 @@ class PeakCalibration:
         err = np.stack([est_y - deltas[:, None], est_x - deltas[None, :]], axis=-1)  # (..., nd, nd, 2)
         self.max_error = np.abs(err).reshape(batch + (-1,)).max(axis=-1)
         self.curvature = _peak_curvature(corr[..., nd // 2, nd // 2, :, :])
-        err[self.max_error > 1.0] = 0.0
+        err[self.max_error > CALIBRATION_UNRELIABLE] = 0.0
         self._err = err.reshape(batch + (nd * nd, 2))
 
     def _error(self, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
