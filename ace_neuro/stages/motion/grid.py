@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy.interpolate import CubicSpline
 
@@ -74,7 +75,13 @@ class PatchGrid:
             ``(dy, dx)`` at every pixel.
         """
         s = np.asarray(patch_shifts, dtype=np.float32)
-        return np.stack([self.weights_y @ s[..., c] @ self.weights_x.T for c in (0, 1)])
+        out = np.empty((2,) + self.frame_shape, np.float32)
+        for c in (0, 1):
+            rows = self.weights_y @ s[..., c]  # (H, nx): tiny
+            # the (H, nx) x (nx, W) product runs in OpenCV: a threaded BLAS called from many
+            # worker threads at once stalls on small products like this one
+            cv2.gemm(rows, self.weights_x, 1.0, None, 0.0, dst=out[c], flags=cv2.GEMM_2_T)
+        return out
 
 
 def make_patch_grid(frame_shape: tuple[int, int], params: MotionParams) -> PatchGrid:
