@@ -39,6 +39,8 @@ class Workspace:
 
 @dataclass
 class FrameResult:
+    """What :meth:`Aligner.correct` measured on one frame (see ``MotionResult`` for meanings)."""
+
     rigid: np.ndarray
     patches: np.ndarray | None
     corr_before: float

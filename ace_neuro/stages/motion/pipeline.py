@@ -211,6 +211,9 @@ def correct_motion(frames, params: MotionParams, *, times=None, frame_rate: floa
         raise MotionCorrectionError(f"block_frames = {block_frames}: expected a whole number >= 1")
     times, frame_rate = _timing(t, times, frame_rate)
     workers = default_workers(n_workers)
+    if params.pw_rigid and not params.shifts_opencv:
+        log.info("shifts_opencv = FALSE only changes rigid correction; piecewise-rigid shifts are "
+                 "applied with cv2.remap")
     if template is None:
         template = estimate_template(frames, params, n_frames=n_template_frames, n_workers=workers)
     else:
