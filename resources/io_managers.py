@@ -34,6 +34,13 @@ def _partition(context) -> str:
     raise ValueError(f"{context.asset_key.to_user_string()}: one experiment line at a time, got {len(keys)}")
 
 
+def _existing(path: Path, context: InputContext) -> Path:
+    if not path.exists():
+        raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
+                                   f"for line {_partition(context)} first.")
+    return path
+
+
 def _asset_path(root: str, context, suffix: str) -> Path:
     return Path(root).joinpath(*context.asset_key.path) / f"{_partition(context)}{suffix}"
 
@@ -65,10 +72,7 @@ class ZarrIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext):
         import zarr
 
-        path = self.path_for(context)
-        if not path.exists():
-            raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
-                                       f"for this partition first.")
+        path = _existing(self.path_for(context), context)
         kind = zarr.open_group(str(path), mode="r").attrs.get("kind")
         if kind in ("movie", "alias"):
             return storage.open_movie(path)
@@ -91,7 +95,7 @@ class ParquetIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(path), "rows": len(obj)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
-        return storage.read_table(self.path_for(context))
+        return storage.read_table(_existing(self.path_for(context), context))
 
 
 class JsonIOManager(ConfigurableIOManager):
@@ -109,8 +113,5 @@ class JsonIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(path)})
 
     def load_input(self, context: InputContext):
-        path = self.path_for(context)
-        if not path.exists():
-            raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
-                                       f"for this partition first.")
+        path = _existing(self.path_for(context), context)
         return params_from_dict(json.loads(path.read_text()))
