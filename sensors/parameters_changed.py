@@ -23,7 +23,6 @@ from typing import Mapping
 
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     AssetSelection,
     DagsterInstance,
     DefaultSensorStatus,
