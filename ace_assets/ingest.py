@@ -16,7 +16,8 @@ from .partitions import lines_partitions
 def _reader(context: AssetExecutionContext, project: ProjectResource):
     line = int(context.partition_key)
     proj = project.load()
-    return open_recording(proj.session_dir(line)), proj.experiment(line)
+    filenames = (project.overrides or {}).get("filenames")  # the lab API's chunk selection
+    return open_recording(proj.session_dir(line), filenames=filenames), proj.experiment(line)
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="ingest", kinds={"zarr"},
