@@ -111,6 +111,16 @@ def test_csv_parameters_reach_the_engine(recording):
     assert np.all(res.g[:, 1] <= 0)
 
 
+@pytest.mark.parametrize("change", [{"normalize_init": True}, {"center_psf": False, "min_pnr": 6},
+                                    {"update_background_components": False}, {"del_duplicates": False},
+                                    {"rf": 20, "stride": 10}])
+def test_options_still_find_the_bright_neurons(recording, change):
+    movie, truth = recording
+    res = run_cnmfe(movie[:300], dataclasses.replace(CnmfeParams(), **change), frame_rate=30.0)
+    s = score_against_truth(res, truth, min_pnr=25.0)  # only the brightest neurons are required here
+    assert s.recall >= 0.8 and s.precision >= 0.8, (change, s.summary())
+
+
 @pytest.mark.parametrize("change, match", [
     ({"nb": 1}, "nb"), ({"method_init": "greedy_roi"}, "method_init"), ({"p": 3}, "AR order"),
     ({"low_rank_background": True}, "low_rank_background"), ({"method_deconvolution": "cvxpy"}, "oasis"),

@@ -278,7 +278,11 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     """
     T, H, W = validate_frames(frames)
     dims = (H, W)
-    if not (isinstance(frame_rate, (int, float)) and frame_rate > 0):
+    try:
+        frame_rate = float(frame_rate)
+    except (TypeError, ValueError):
+        frame_rate = float("nan")
+    if not frame_rate > 0 or not np.isfinite(frame_rate):
         raise CnmfeParameterError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
     if block_frames < 1:
         raise CnmfeParameterError(f"block_frames must be >= 1, got {block_frames}")

@@ -144,7 +144,7 @@ def noise_mad(y: np.ndarray) -> np.ndarray:
 
 
 def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
-              batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+              batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """OASIS for AR(1): non-negative deconvolution of each row of ``y``.
 
     Solves, per row, ``min_c 1/2 ||y - c||^2 + lam * sum(s)`` with
@@ -160,8 +160,9 @@ def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
         Minimal spike size (same units as ``y``); 0 = plain non-negativity.
     lam : float or array of shape (K,)
         L1 sparsity penalty on the spikes.
-    batch_size : int
-        Traces processed together (bounds memory at about 40 bytes x batch x T).
+    batch_size : int, optional
+        Traces processed together; memory is about 25 bytes x batch x T. Default:
+        as many as fit in ~200 MB (at least 32).
 
     Returns
     -------
@@ -187,6 +188,8 @@ def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
         yy[:, :-1] -= (lam * (1 - g))[:, None]
         yy[:, -1] -= lam
     starts = np.zeros((K, T), dtype=bool)
+    if batch_size is None:
+        batch_size = max(32, int(2e8 // (25 * max(T, 1))))
     for k0 in range(0, K, batch_size):
         sl = slice(k0, min(K, k0 + batch_size))
         c[sl], starts[sl] = _pool_ar1(yy[sl], g[sl], s_min[sl])

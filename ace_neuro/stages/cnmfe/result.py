@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -150,5 +150,3 @@ def _json_default(o):
         return list(np.asarray(o).tolist()) if isinstance(o, np.ndarray) else list(o)
     raise TypeError(f"cannot store {type(o).__name__} in CNMF-E params")
 
-
-_FIELD_NAMES = tuple(f.name for f in fields(CnmfeResult))

@@ -274,18 +274,25 @@ def score_against_truth(result, truth, *, min_pnr: float | None = None, gSig=Non
         Filter for the PNR (default: ``result.params['gSig']``).
     accepted : bool ndarray, shape (K,), optional
         Only these found components are scored (e.g. evaluation's accepted column).
+
+    A result computed on the first ``T`` frames of the recording is scored
+    against the first ``T`` frames of the truth.
     """
     params = dict(result.params)
     min_pnr = float(params.get("min_pnr", 10.0) if min_pnr is None else min_pnr)
     gSig = tuple(params.get("gSig", (3, 3)) if gSig is None else gSig)
-    obs = observed_truth_traces(truth)
-    pnr = filtered_pnr(truth.footprints, truth.traces * truth.bleach[None, :], truth.noise_std,
+    T = result.n_frames
+    if T > truth.traces.shape[1]:
+        raise ValueError(f"the result has {T} frames but the ground truth only {truth.traces.shape[1]}")
+    obs = observed_truth_traces(truth)[:, :T]
+    pnr = filtered_pnr(truth.footprints, (truth.traces * truth.bleach[None, :])[:, :T], truth.noise_std,
                        gSig, gain_map=truth.vessels, tsub=int(params.get("tsub", 1)))
     A, C, S = result.A, result.C, result.S
     if accepted is not None:
         idx = np.flatnonzero(np.asarray(accepted, bool))
         A, C, S = A[:, idx], C[idx], S[idx]
-    return score_components(A, C, S, truth.footprints, obs, true_spikes=truth.spikes, detectable=pnr >= min_pnr,
+    return score_components(A, C, S, truth.footprints, obs, true_spikes=truth.spikes[:, :T],
+                            detectable=pnr >= min_pnr,
                             true_snr=truth.snr, spike_min_snr=spike_min_snr, tolerance=tolerance)
 
 

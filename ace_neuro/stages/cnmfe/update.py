@@ -30,8 +30,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 from scipy.sparse.linalg import splu
 
-from .background import RingAccumulator, RingFilter, RingModel, N_HARMONICS
-from .oasis import deconvolve
+from .background import N_HARMONICS, RingAccumulator, RingFilter, RingModel
 from .stream import downsample_space
 
 log = logging.getLogger(__name__)
