@@ -9,6 +9,7 @@ from ace_neuro.params import CnmfeParams, build_pipeline_params
 from ace_neuro.stages.cnmfe import CnmfeResult, run_cnmfe
 from ace_neuro.stages.cnmfe.errors import CnmfeInputError, CnmfeParameterError
 from ace_neuro.stages.cnmfe.scoring import score_against_truth
+from ace_neuro.stages.evaluation import accepted_components
 from ace_neuro.synthetic.model import SyntheticConfig, simulate_movie
 
 # A small recording with strong background, vessels, bleaching, overlapping neurons and noise.
@@ -117,7 +118,8 @@ def test_csv_parameters_reach_the_engine(recording):
 def test_options_still_find_the_bright_neurons(recording, change):
     movie, truth = recording
     res = run_cnmfe(movie[:300], dataclasses.replace(CnmfeParams(), **change), frame_rate=30.0)
-    s = score_against_truth(res, truth, min_pnr=25.0)  # only the brightest neurons are required here
+    accepted = accepted_components(movie[:300], res)["accepted"].to_numpy()
+    s = score_against_truth(res, truth, min_pnr=25.0, accepted=accepted)  # only the brightest are required
     assert s.recall >= 0.8 and s.precision >= 0.8, (change, s.summary())
 
 

@@ -62,6 +62,16 @@ def test_frame_source_averages_time_and_space():
     assert [t0 for t0, _ in blocks] == [0, 2, 4]
 
 
+def test_frame_source_fills_nan_borders():
+    m = np.ones((6, 8, 8), np.float32) * np.arange(6, dtype=np.float32)[:, None, None]
+    m[:3, :, :2] = np.nan  # a border that is NaN in some frames
+    m[:, 0, 7] = np.nan  # a pixel that is never valid
+    out = np.concatenate([b for _, b in FrameSource(m, block_frames=6)])
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0, :, 0][1:], 4.0)  # mean of the valid frames 3, 4, 5
+    assert out[0, 0, 7] == 0.0
+
+
 def test_downsample_then_upsample_preserves_smooth_images():
     yy, xx = np.mgrid[:40, :50]
     img = (np.sin(yy / 9.0) + np.cos(xx / 11.0)).astype(np.float32)[None]

@@ -10,14 +10,16 @@ and per-pixel images, never pixels x frames):
 3. Ring background (``ring_size_factor``, ``ssub_B``, ``nb = 0``), then one
    spatial and one temporal update: 3 passes.
 4. A second search on the residual ``Y - B - A C`` for neurons masked by
-   brighter neighbours (CaImAn's ``init_iter = 2``): 4 passes, then merging
-   (``merge_thr``) and duplicate removal (``del_duplicates``).
-5. Spatial and temporal updates; with ``update_background_components`` the
-   ring model is re-fitted and the traces updated once more.
-6. ``only_init = False`` adds two more rounds of (spatial, temporal, merge,
-   background, temporal). ``only_init = True`` (the default, as recommended for
-   1-photon data in CaImAn) stops after step 5, which is CNMF-E's
-   initialisation: greedy init + background + one round of updates.
+   brighter neighbours (CaImAn's ``init_iter = 2``; its mean is known, so 3
+   passes), then duplicate removal (``del_duplicates``) and merging (``merge_thr``).
+5. A spatial update; with ``update_background_components`` the ring model is
+   re-fitted with the latest footprints and traces; a final temporal update:
+   2-3 passes. 13 passes in all with the defaults.
+6. ``only_init = False`` adds two more rounds of (duplicates and merging,
+   spatial update, background, temporal update). ``only_init = True`` (the
+   default, as recommended for 1-photon data in CaImAn) stops after step 5,
+   which is CNMF-E's initialisation: greedy init + background + a round of
+   updates.
 
 Parameters and what the native engine does with each (SPEC 3.5):
 

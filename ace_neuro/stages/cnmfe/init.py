@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .oasis import noise_mad
-from .summary import FilteredStats, spatial_filter
+from .summary import FilteredStats, median_last, spatial_filter
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def extract_seeds(blocks: Iterable[tuple[int, np.ndarray]], stats: FilteredStats
             c_t = np.tensordot(G[:, r0:r1, c0:c1], core_w[i], axes=([1, 2], [0, 1]))
             raw = block[:, r0:r1, c0:c1]
             bm = bg_mask[i]
-            b_t = np.median(raw[:, bm], axis=1) if bm.any() else np.ones(block.shape[0], np.float32)
+            b_t = median_last(raw[:, bm]) if bm.any() else np.ones(block.shape[0], np.float32)
             ci[i, sl] = c_t
             ybg[i, sl] = b_t
             xty_c[i] += np.tensordot(c_t, raw, axes=(0, 0))

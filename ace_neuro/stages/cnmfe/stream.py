@@ -93,6 +93,11 @@ class FrameSource:
         Frame ranges to read (default: the whole movie). Averaging over ``tsub``
         frames never crosses a range boundary; a trailing partial group is averaged
         over the frames it has.
+
+    Non-finite values (e.g. borders left as NaN by motion correction with
+    ``border_nan='nan'``) are replaced by the pixel's mean over the block's
+    finite frames (0 where a pixel has none); prefer ``border_pix`` to keep
+    seeds away from such borders.
     """
 
     def __init__(self, frames, *, block_frames: int = 128, tsub: int = 1, ssub: int = 1,
@@ -107,6 +112,7 @@ class FrameSource:
         self.full_dims = (H, W)
         self.dims = (-(-H // self.ssub), -(-W // self.ssub))
         self.n_frames = sum(-(-(b - a) // self.tsub) for a, b in self.ranges)
+        self._float_input = np.issubdtype(np.dtype(frames.dtype), np.floating)
 
     @property
     def n_input_frames(self) -> int:
@@ -120,6 +126,8 @@ class FrameSource:
             for s in range(a, b, self.block_frames):
                 e = min(s + self.block_frames, b)
                 block = np.asarray(self.frames[s:e], dtype=np.float32)
+                if self._float_input:
+                    block = _fill_non_finite(block)
                 block = _average_time(block, self.tsub)
                 block = downsample_space(block, self.ssub)
                 yield t_out, block
@@ -133,6 +141,16 @@ class FrameSource:
             stops = np.minimum(starts + self.tsub, b)
             centres.append(0.5 * (starts + stops - 1))
         return np.concatenate(centres) if centres else np.zeros(0)
+
+
+def _fill_non_finite(block: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(block)
+    if not bad.any():
+        return block
+    cnt = (~bad).sum(axis=0)
+    tot = np.where(bad, 0.0, block).sum(axis=0, dtype=np.float64)
+    fill = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0).astype(np.float32)
+    return np.where(bad, fill[None], block)
 
 
 def _average_time(block: np.ndarray, tsub: int) -> np.ndarray:
