@@ -4,6 +4,7 @@
                                             #       memory for 1,000 vs 20,000 frames (pw-rigid)
     python -m bench.bench_motion --quick    # 300-frame accuracy runs, 500-frame speed runs,
                                             #       memory for 1,000 vs 4,000 frames
+    python -m bench.bench_motion --only speed   # one section (repeatable)
 
 Accuracy: synthetic recordings of the shared forward model (``ace_neuro.synthetic``: 1-photon
 background, vessels, neurons, bleaching, Poisson-Gaussian noise) with known motion, 200 x 200 px.
@@ -14,9 +15,9 @@ centres and over the whole interior (per-pixel temporal mean removed: the templa
 Speed: frames/s of the whole call (template + one streaming pass) at 480 x 480 on uint8 frames
 held in memory, default parameters (max_shifts 15, strides 48, overlaps 24, gSig_filt 7).
 
-Memory: peak resident memory of a child process correcting a lazily generated 480 x 480 movie
-(frames are made on demand, never stored) of two lengths; must stay flat (within 20 %) and
-under 1.5 GiB.
+Memory: peak resident memory (VmHWM) of a child process correcting a lazily generated
+480 x 480 movie (frames are made on demand, never stored) of two lengths; must stay flat
+(within 20 %) and under 1.5 GiB.
 
 Engines: ``native`` always; ``caiman`` (NoRMCorre) only when ``import caiman.motion_correction``
 works (CaImAn is installed with conda; it is not a dependency of this project).
@@ -300,6 +301,8 @@ def report(rows: list[tuple]) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter recordings")
+    ap.add_argument("--only", choices=("accuracy", "speed", "memory"), action="append",
+                    help="run only these sections (repeatable)")
     ap.add_argument("--child-memory", type=int, metavar="N", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child_memory:
@@ -309,12 +312,11 @@ def main(argv=None) -> int:
     print(f"Motion-correction benchmark ({'quick' if args.quick else 'full'}); speed and memory with "
           f"max_shifts={p.max_shifts} strides={p.strides} overlaps={p.overlaps} gSig_filt={p.gSig_filt}")
     rows = []
-    print("accuracy ...", flush=True)
-    rows += accuracy(args.quick)
-    print("speed ...", flush=True)
-    rows += speed(args.quick)
-    print("memory ...", flush=True)
-    rows += memory(args.quick)
+    for name, section in (("accuracy", accuracy), ("speed", speed), ("memory", memory)):
+        if args.only and name not in args.only:
+            continue
+        print(f"{name} ...", flush=True)
+        rows += section(args.quick)
     met = report(rows)
     print("\nall targets met" if met else "\nsome targets missed (MISS above)")
     return 0

@@ -9,6 +9,41 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+# Runs "python <args>" (a -m module, a script or -c code) and, at exit, writes the process's own
+# peak resident memory to the file named by ACE_BENCH_PEAK_FILE. VmHWM is read from
+# /proc/self/status: unlike ru_maxrss, which Linux carries over fork and exec (a child forked
+# from a big parent reports the parent's size), it belongs to the new program's memory only.
+_WRAPPER = """
+import atexit, os, runpy, sys
+
+def _report():
+    peak = None
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1])
+    except OSError:
+        pass
+    if peak is None:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(os.environ["ACE_BENCH_PEAK_FILE"], "w") as fh:
+        fh.write(str(peak))
+
+atexit.register(_report)
+args = sys.argv[1:]
+if args[0] == "-m":
+    sys.argv = [args[1]] + args[2:]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+elif args[0] == "-c":
+    sys.argv = ["-c"] + args[2:]
+    exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+else:
+    sys.argv = args
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
 
 @dataclass(frozen=True)
 class ChildRun:
@@ -29,17 +64,25 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 
 
 def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
-    """Run ``python <args>`` in a fresh process: wall time and that process's peak resident memory.
+    """Run ``python <args>`` in a fresh process: wall time and that process's own peak memory.
 
-    The peak is the child's own ``ru_maxrss`` as reported by ``wait4`` (KiB on Linux), so the
-    parent's memory never counts. Output goes through temporary files (no pipe to fill up).
+    ``args`` is what would follow ``python`` on a command line (``["-m", "bench.x", "--n", "5"]``,
+    ``["script.py", ...]`` or ``["-c", code, ...]``). The peak resident memory (MiB) is the
+    child's ``VmHWM`` at exit (NaN if the child died before reporting it). Output goes through
+    temporary files, so a chatty child cannot block on a full pipe.
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return ChildRun(proc.returncode, seconds, usage.ru_maxrss / 1024.0, out.read(), err.read())
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = os.path.join(tmp, "peak")
+        child_env = dict(os.environ if env is None else env, ACE_BENCH_PEAK_FILE=peak_file)
+        out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            t0 = time.perf_counter()
+            code = subprocess.call([sys.executable, "-c", _WRAPPER, *args], stdout=out, stderr=err,
+                                   env=child_env)
+            seconds = time.perf_counter() - t0
+        peak = float("nan")
+        if os.path.exists(peak_file):
+            with open(peak_file) as fh:
+                peak = int(fh.read()) / 1024.0
+        with open(out_path) as fh_out, open(err_path) as fh_err:
+            return ChildRun(code, seconds, peak, fh_out.read(), fh_err.read())
