@@ -148,3 +148,7 @@ def test_blank_movie_gives_no_components():
     res = run_cnmfe(movie, CnmfeParams(), frame_rate=30.0)
     assert res.n_components == 0 and res.C.shape == (0, 200)
     assert res.b0.shape == (48, 48)
+    back = CnmfeResult.from_arrays(res.to_arrays())
+    assert back.A.shape == (48 * 48, 0)
+    table = accepted_components(movie, back)
+    assert len(table) == 0 and list(table.columns)[-1] == "reason"

@@ -161,8 +161,9 @@ def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
     lam : float or array of shape (K,)
         L1 sparsity penalty on the spikes.
     batch_size : int, optional
-        Traces processed together; memory is about 25 bytes x batch x T. Default:
-        as many as fit in ~200 MB (at least 32).
+        Traces processed together; memory is about 13 bytes x batch x T. Default:
+        as many as fit in ~400 MB (at least 32). The Python loop runs once per
+        frame and batch, so larger batches are faster.
 
     Returns
     -------
@@ -189,7 +190,7 @@ def oasis_ar1(y: np.ndarray, g, *, s_min=0.0, lam=0.0,
         yy[:, -1] -= lam
     starts = np.zeros((K, T), dtype=bool)
     if batch_size is None:
-        batch_size = max(32, int(2e8 // (25 * max(T, 1))))
+        batch_size = max(32, int(4e8 // (13 * max(T, 1))))
     for k0 in range(0, K, batch_size):
         sl = slice(k0, min(K, k0 + batch_size))
         c[sl], starts[sl] = _pool_ar1(yy[sl], g[sl], s_min[sl])
@@ -209,17 +210,26 @@ def _pool_ar1(y: np.ndarray, g: np.ndarray, s_min: np.ndarray) -> tuple[np.ndarr
     K, T = y.shape
     with np.errstate(divide="ignore"):
         logg = np.where(g > 0, np.log(np.maximum(g, 1e-300)), -np.inf)
-    V = np.empty((K, T))
-    Wt = np.empty((K, T))
-    L = np.empty((K, T), dtype=np.int64)
+    # pool values and weights in float32 (weighted means of the data), lengths in int32.
+    # Slots above a trace's stack always hold weight 1 and length 1 (reset when a pool is
+    # merged away), so pushing a new pool only writes its value.
+    V = np.empty((K, T), np.float32)
+    Wt = np.ones((K, T), np.float32)
+    L = np.ones((K, T), dtype=np.int32)
     n = np.zeros(K, dtype=np.int64)
     rows = np.arange(K)
-    for t in range(T):
-        V[rows, n] = y[:, t]
-        Wt[rows, n] = 1.0
-        L[rows, n] = 1
+    yT = np.ascontiguousarray(y.T)
+    if T:
+        V[:, 0] = yT[0]
+        n[:] = 1
+    for t in range(1, T):
+        yt = yT[t]
+        prev = n - 1
+        # fast path: the new point violates the previous pool's decay for few traces
+        viol = V[rows, prev] * np.exp(L[rows, prev] * logg) + s_min > yt
+        V[rows, n] = yt
         n += 1
-        cand = rows if t > 0 else rows[:0]
+        cand = rows[viol]
         while cand.size:
             top = n[cand] - 1
             prev = top - 1
@@ -227,25 +237,29 @@ def _pool_ar1(y: np.ndarray, g: np.ndarray, s_min: np.ndarray) -> tuple[np.ndarr
             gp = np.exp(lp * logg[cand])
             vprev = V[cand, prev]
             vtop = V[cand, top]
-            viol = vprev * gp + s_min[cand] > vtop
-            if not viol.any():
-                break
-            cand, top, prev, lp, gp = cand[viol], top[viol], prev[viol], lp[viol], gp[viol]
-            vprev, vtop = vprev[viol], vtop[viol]
             wprev = Wt[cand, prev]
             wtop = Wt[cand, top]
             wnew = wprev + gp * gp * wtop
             V[cand, prev] = (wprev * vprev + gp * wtop * vtop) / wnew
             Wt[cand, prev] = wnew
             L[cand, prev] = lp + L[cand, top]
+            Wt[cand, top] = 1.0
+            L[cand, top] = 1
             n[cand] -= 1
+            # merged pools may now violate the pool before them
             cand = cand[n[cand] > 1]
+            if not cand.size:
+                break
+            top = n[cand] - 1
+            prev = top - 1
+            still = V[cand, prev] * np.exp(L[cand, prev] * logg[cand]) + s_min[cand] > V[cand, top]
+            cand = cand[still]
     out = np.empty((K, T))
     start_mask = np.zeros((K, T), dtype=bool)
     for k in range(K):
         nk = n[k]
-        lengths = L[k, :nk]
-        vals = np.maximum(V[k, :nk], 0.0)
+        lengths = L[k, :nk].astype(np.int64)
+        vals = np.maximum(V[k, :nk].astype(np.float64), 0.0)
         starts = np.cumsum(lengths) - lengths
         start_mask[k, starts] = True
         within = np.arange(T) - np.repeat(starts, lengths)
