@@ -10,6 +10,7 @@ from ace_neuro.stages.motion import motion_result_from_arrays
 from ace_neuro.params import MotionParams, params_hash
 from resources import ProjectResource
 
+from .checks import movie_finite_check
 from .metadata import params_metadata, preview
 from .partitions import lines_partitions
 
@@ -91,19 +92,6 @@ def template_correlation_improved(motion_corrected_movie: Movie,
     before, after = float(np.nanmean(r.corr_before)), float(np.nanmean(r.corr_after))
     return AssetCheckResult(passed=after >= before - 1e-4, severity=AssetCheckSeverity.WARN,
                             metadata={"corr_before": before, "corr_after": after})
-
-
-def movie_finite_check(asset_def, name: str):
-    """An asset check that every pixel of a stored movie is finite (counted while it was written)."""
-
-    @asset_check(asset=asset_def, name=name, blocking=True,
-                 description="Every pixel is finite (no NaN or inf), counted while the movie was written.")
-    def _check(movie) -> AssetCheckResult:
-        n_bad = int(movie.attrs.get("nonfinite_pixels", 0))
-        return AssetCheckResult(passed=n_bad == 0, metadata={"nonfinite_pixels": n_bad,
-                                                             "frames": movie.n_frames})
-
-    return _check
 
 
 motion_corrected_finite = movie_finite_check(motion_corrected_movie, "motion_corrected_finite")

@@ -8,6 +8,7 @@ from ace_neuro.stages.crop import CropBox, apply_crop
 from ace_neuro.stages.dff import detrend_and_dff
 from ace_neuro.params import CropParams, DetrendParams, DffParams, params_hash
 
+from .checks import movie_finite_check
 from .metadata import params_metadata, preview
 from .partitions import lines_partitions
 
@@ -62,3 +63,6 @@ def dff_movie(context: AssetExecutionContext, cropped_movie: Movie, detrend_para
 
     stream.describe = describe
     return stream
+
+
+dff_movie_finite = movie_finite_check(dff_movie, "dff_movie_finite")

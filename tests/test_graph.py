@@ -1,0 +1,46 @@
+"""The whole asset graph for one small synthetic line: every asset materialises, every check passes."""
+import pytest
+from dagster import DagsterInstance
+
+from ace_assets.definitions import all_assets, all_checks
+from ace_assets.runner import materialize_lines
+from ace_neuro.synthetic.project import write_demo_project
+
+STAGES = ["raw_movie", "frame_times", "cropped_movie", "dff_movie", "motion_corrected_movie", "cnmfe_summary_images",
+          "cnmfe_estimates", "accepted_components", "calcium_phase", "calcium_events", "spectrograms"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("graph")
+    demo = write_demo_project(out, lines=(96,), height=96, width=96, n_frames=500)
+    instance = DagsterInstance.ephemeral()
+    [line_run] = materialize_lines([96], project_path=str(demo.project_path), data_path=str(demo.data_path),
+                                   storage_root=str(out / "storage"), instance=instance,
+                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    return line_run, instance
+
+
+def test_every_asset_materialises(run):
+    line_run, _ = run
+    assert line_run.success, line_run.error
+    for stage in STAGES:
+        assert stage in line_run.metadata, stage
+    assert line_run.metadata["accepted_components"]["n_accepted"] > 0
+    assert line_run.metadata["motion_corrected_movie"]["corrected"] is True
+
+
+def test_every_check_passes(run):
+    line_run, instance = run
+    results = [e for e in instance.all_logs(line_run.run_id) if e.dagster_event
+               and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checks = {e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data.passed
+              for e in results}
+    expected = {k.name for k in [spec.key for c in all_checks() for spec in c.check_specs]}
+    assert set(checks) == expected
+    assert all(checks.values()), {k: v for k, v in checks.items() if not v}
+
+
+def test_graph_has_every_stage_of_the_spec():
+    keys = {k.to_user_string() for a in all_assets() for k in a.keys}
+    assert set(STAGES) <= keys
