@@ -39,7 +39,7 @@ from scipy.special import log_ndtr, ndtri_exp
 from ..params import EvaluationParams
 from .cnmfe.merge import footprint_centroids
 from .cnmfe.result import CnmfeResult
-from .cnmfe.stream import FrameSource, validate_frames
+from .cnmfe.stream import FrameSource, auto_block_frames, validate_frames
 from .cnmfe.update import ac_block
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def active_frames(C: np.ndarray, *, n_peaks: int = N_PEAKS, before: int = PEAK_B
     return out
 
 
-def component_rvalues(frames, result: CnmfeResult, *, block_frames: int = 128,
+def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None = None,
                       support_fraction: float = 0.1) -> np.ndarray:
     """Spatial r-value of each component (one streaming pass), shape (K,); NaN if never active.
 
@@ -135,6 +135,7 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int = 128,
         Pixels where the footprint exceeds this fraction of its maximum form the support.
     """
     T, H, W = validate_frames(frames)
+    block_frames = auto_block_frames((H, W)) if block_frames is None else int(block_frames)
     if (H, W) != tuple(result.dims) or T != result.n_frames:
         raise EvaluationError(f"movie is {T} frames of {H}x{W} but the CNMF-E result has {result.n_frames} "
                               f"frames of {result.dims[0]}x{result.dims[1]}: pass the movie CNMF-E was run on")
@@ -161,8 +162,7 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int = 128,
         sl = slice(t0, t0 + B)
         if not active_any[sl].any():
             continue
-        ac = ac_block(Ar, result.C[:, sl], result.dims)
-        yhat = (block - ring.background(block, ac)).reshape(B, -1)
+        yhat = ring.subtract(block, ac_block(Ar, result.C[:, sl], result.dims)).reshape(B, -1)
         for k in np.flatnonzero(act_mask[:, sl].any(axis=1)):
             sel = act_mask[k, sl]
             sums[k] += yhat[sel][:, supports[k][0]].sum(axis=0)
@@ -324,7 +324,7 @@ def apply_curation(table: pd.DataFrame, curation: Curation) -> pd.DataFrame:
 # --------------------------------------------------------------------------- table
 def accepted_components(frames, result: CnmfeResult, params: EvaluationParams | None = None, *,
                         decay_time: float | None = None, curation: Curation | None = None,
-                        block_frames: int = 128) -> pd.DataFrame:
+                        block_frames: int | None = None) -> pd.DataFrame:
     """Evaluate every component and decide which are accepted.
 
     Parameters
@@ -338,7 +338,8 @@ def accepted_components(frames, result: CnmfeResult, params: EvaluationParams | 
         Seconds; default: the value CNMF-E used (``result.params['decay_time']``, else 0.4).
     curation : Curation, optional
         Manual decisions applied on top.
-    block_frames : int
+    block_frames : int, optional
+        Frames per block read (default: about 64 MiB of float32 frames).
 
     Returns
     -------

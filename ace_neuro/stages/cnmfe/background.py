@@ -225,6 +225,18 @@ class RingModel:
         """Background ``B`` of a (B, H, W) block given the data and ``A C`` of the same frames."""
         return self.fluctuation(np.asarray(y, np.float32) - ac) + self.b0
 
+    def subtract(self, y: np.ndarray, ac: np.ndarray) -> np.ndarray:
+        """``Y - B`` for a (B, H, W) block; ``ac`` (``A C`` of the block) is overwritten.
+
+        Works in place to hold about three blocks at a time.
+        """
+        y = np.asarray(y, np.float32)
+        np.subtract(y, ac, out=ac)  # ac now holds Y - A C
+        fl = self.fluctuation(ac)
+        np.subtract(y, fl, out=fl)
+        fl -= self.b0
+        return fl
+
     @cached_property
     def W(self) -> sp.csr_matrix:
         """Ring weights as a sparse (h*w, h*w) matrix on the ``ssub_B`` grid (C order)."""

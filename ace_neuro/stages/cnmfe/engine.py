@@ -67,7 +67,7 @@ from .merge import find_duplicates, merge_components
 from .oasis import DEFAULT_S_MIN_FACTOR, deconvolve, noise_mad
 from .patches import assign_to_patches, cap_per_patch, patch_grid
 from .result import CnmfeResult
-from .stream import FrameSource, _average_time, downsample_space, validate_frames
+from .stream import FrameSource, _average_time, auto_block_frames, downsample_space, validate_frames
 from .suggest import measure_seed_sizes, suggest_parameters
 from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
                       seed_count_table, summarize_filtered)
@@ -166,8 +166,9 @@ class _ResidualSource:
         t_out = 0
         Ar = self.A.tocsr()
         for t0, block in self.full_src:
-            ac = ac_block(Ar, self.C[:, t0:t0 + block.shape[0]], self.dims)
-            r = block - self.ring.background(block, ac) - ac
+            c_block = self.C[:, t0:t0 + block.shape[0]]
+            r = self.ring.subtract(block, ac_block(Ar, c_block, self.dims))
+            r -= ac_block(Ar, c_block, self.dims)
             r = downsample_space(_average_time(r, self.tsub), self.ssub)
             yield t_out, r
             t_out += r.shape[0]
@@ -249,7 +250,7 @@ def _live(A: sp.csc_matrix, C: np.ndarray) -> np.ndarray:
     return (np.asarray(A.sum(axis=0)).ravel() > 0) & (C.max(axis=1) > 0)
 
 
-def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: int = 128,
+def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: int | None = None,
               progress: ProgressCallback | None = None) -> CnmfeResult:
     """Extract neurons from a 1-photon movie with CNMF-E (native engine).
 
@@ -262,8 +263,9 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
         Stage parameters (see the table in this module's docstring).
     frame_rate : float
         Frames per second of the recording (used with ``decay_time``).
-    block_frames : int
-        Frames per block read (memory ~ a few blocks of float32 frames).
+    block_frames : int, optional
+        Frames per block read; default: about 64 MiB of float32 frames, at most
+        128 (the engine holds about three blocks at a time).
     progress : callable(stage: str, fraction: float), optional
         Called at each step.
 
@@ -286,6 +288,8 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
         frame_rate = float("nan")
     if not frame_rate > 0 or not np.isfinite(frame_rate):
         raise CnmfeParameterError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
+    if block_frames is None:
+        block_frames = auto_block_frames(dims)
     if block_frames < 1:
         raise CnmfeParameterError(f"block_frames must be >= 1, got {block_frames}")
     check_cnmfe_params(params, dims)

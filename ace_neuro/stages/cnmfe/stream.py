@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import CnmfeInputError
 
-__all__ = ["FrameSource", "downsample_space", "upsample_space", "validate_frames"]
+__all__ = ["FrameSource", "downsample_space", "upsample_space", "validate_frames", "auto_block_frames"]
 
 
 def validate_frames(frames, *, min_frames: int = 10, name: str = "frames") -> tuple[int, int, int]:
@@ -38,6 +38,16 @@ def validate_frames(frames, *, min_frames: int = 10, name: str = "frames") -> tu
     if H < 8 or W < 8:
         raise CnmfeInputError(f"{name} frames are {H}x{W} pixels; CNMF-E needs at least 8x8")
     return T, H, W
+
+
+#: target size of one float32 block of frames (the engine holds about three at a time)
+BLOCK_BYTES = 64 * 2 ** 20
+
+
+def auto_block_frames(dims: tuple[int, int], *, cap: int = 128) -> int:
+    """Frames per block so that one float32 block is about 64 MiB (16 to ``cap`` frames)."""
+    H, W = dims
+    return int(max(16, min(cap, BLOCK_BYTES // (4 * max(1, H * W)))))
 
 
 def downsample_space(block: np.ndarray, s: int) -> np.ndarray:

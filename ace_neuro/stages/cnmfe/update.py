@@ -112,7 +112,7 @@ def _clean_blocks(source, A, C, ring: RingModel, dims):
     Ar = A.tocsr()
     for t0, block in source:
         ac = ac_block(Ar, C[:, t0:t0 + block.shape[0]], dims)
-        yield t0, block, block - ring.background(block, ac)
+        yield t0, block, ring.subtract(block, ac)
 
 
 def project_data(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims) -> np.ndarray:
@@ -122,7 +122,7 @@ def project_data(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims)
     At = A.T.tocsr().astype(np.float32)
     for t0, _, yhat in _clean_blocks(source, A, C, ring, dims):
         B = yhat.shape[0]
-        out[:, t0:t0 + B] = At @ yhat.reshape(B, -1).T
+        out[:, t0:t0 + B] = (yhat.reshape(B, -1) @ At.T).T
     return out
 
 
