@@ -6,12 +6,13 @@ runs show up in the UI afterwards.
 """
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterEventType, DagsterInstance, RunsFilter, materialize
 
 from resources import ProjectResource
 
@@ -82,8 +83,31 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
     return runs
 
 
+def step_failures(instance: DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
+    """(step, error class, message) of each failed step of a run, user errors unwrapped."""
+    out = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        ev = record.dagster_event
+        err = ev.step_failure_data.error if ev and ev.step_failure_data else None
+        while err is not None and err.cls_name and err.cls_name.startswith("Dagster") and err.cause is not None:
+            err = err.cause
+        if err is None:
+            out.append((record.step_key or "?", "", "the step failed without an error message"))
+            continue
+        message = re.sub(rf"^[\w.]*\b{re.escape(err.cls_name or '')}: ", "", err.message.strip())
+        out.append((record.step_key or "?", err.cls_name or "", message))
+    return out
+
+
+def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> str | None:
+    """The id of the newest run tagged with this line (created after ``since``), or None."""
+    records = instance.get_run_records(filters=RunsFilter(tags={"ace/line": str(line)}, created_after=since), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
 def asset_path(storage_root: str, asset: str, line: int, suffix: str) -> Path:
     return Path(storage_root) / AssetKey(asset).path[-1] / f"{line}{suffix}"
 
 
-__all__ = ["LineRun", "LINES_PARTITION", "asset_path", "get_instance", "materialize_lines"]
+__all__ = ["LineRun", "LINES_PARTITION", "asset_path", "get_instance", "latest_line_run_id", "materialize_lines",
+           "step_failures"]

@@ -219,24 +219,6 @@ def _error_hint(error_class: str, stage: str, project: Project, line_num: int, s
                               f"recording if it persists.")
 
 
-def _step_failures(instance, run_id: str) -> list[tuple[str, str, str]]:
-    """(step, error class, message) of each failed step of a run, user errors unwrapped."""
-    from dagster import DagsterEventType
-
-    out = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        ev = record.dagster_event
-        err = ev.step_failure_data.error if ev and ev.step_failure_data else None
-        while err is not None and err.cls_name and err.cls_name.startswith("Dagster") and err.cause is not None:
-            err = err.cause
-        if err is None:
-            out.append((record.step_key or "?", "", "the step failed without an error message"))
-            continue
-        message = re.sub(rf"^[\w.]*\b{re.escape(err.cls_name or '')}: ", "", err.message.strip())
-        out.append((record.step_key or "?", err.cls_name or "", message))
-    return out
-
-
 # --------------------------------------------------------------------------- progress
 #: Set while a run executes in this process: the CLI's log filter then shows the stages' warnings
 #: as the run relays them (once, with the stage's name) instead of the library's own copies.
@@ -291,14 +273,12 @@ class _StageProgress:
             self._poll()
 
     def _poll(self) -> None:
-        from dagster import RunsFilter
+        from ace_assets.runner import latest_line_run_id
 
         if self._run_id is None:
-            records = self.instance.get_run_records(
-                filters=RunsFilter(tags={"ace/line": self.line}, created_after=self.since), limit=1)
-            if not records:
+            self._run_id = latest_line_run_id(self.instance, self.line, since=self.since)
+            if self._run_id is None:
                 return
-            self._run_id = records[0].dagster_run.run_id
         records = self.instance.all_logs(self._run_id)
         for record in records[self._seen:]:
             self._report(record)
@@ -681,7 +661,9 @@ class _RunContext:
             self.materialise(remaining)
 
     def _failure(self, run) -> PipelineError:
-        failures = _step_failures(self.instance, run.run_id)
+        from ace_assets.runner import step_failures
+
+        failures = step_failures(self.instance, run.run_id)
         if not failures:
             return PipelineError(run.error or "the run failed before any stage started", stage="run",
                                  line_num=self.line_num, file=self.session_dir, run_id=run.run_id,
