@@ -23,7 +23,7 @@ from ace_neuro.stages.evaluation import accepted_components as evaluate_componen
 from ace_neuro.stages.evaluation import load_curation
 from resources import ProjectResource
 
-from .metadata import params_metadata, preview
+from .metadata import jsonable, params_metadata, preview
 from .motion import HEAVY_POOL
 from .partitions import lines_partitions
 
@@ -76,7 +76,7 @@ def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, mo
         **params_metadata(p, params_hash(p)), "engine": f"{engine.name} {engine.version}",
         "components": int(result.n_components), "frames": int(result.n_frames),
         "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),
-        "parameters_used": MetadataValue.json(_plain(result.params)),
+        "parameters_used": MetadataValue.json(jsonable(result.params)),
         "finite": bool(np.isfinite(result.C).all() and np.isfinite(result.A.data).all()),
         "preview": preview(plot_summary_images(result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr,
                                                min_pnr=p.min_pnr)),
@@ -104,17 +104,6 @@ def accepted_components(context: AssetExecutionContext, project: ProjectResource
     })
     return table
 
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    return v
 
 
 @asset_check(asset=accepted_components, description="At least one component is accepted.")

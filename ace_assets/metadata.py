@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 from dagster import MetadataValue
 from matplotlib.figure import Figure
 
@@ -17,14 +18,17 @@ def preview(fig: Figure, alt: str = "preview") -> MetadataValue:
 
 def params_metadata(params, stage_hash: str) -> dict[str, Any]:
     """The parameters a stage used (a dataclass, or a dict of them) and their hash."""
-    return {"parameters": MetadataValue.json(_jsonable(params)), "parameters_hash": stage_hash}
+    return {"parameters": MetadataValue.json(jsonable(params)), "parameters_hash": stage_hash}
 
 
-def _jsonable(v):
+def jsonable(v):
+    """Parameters and results as plain JSON values (dataclasses, tuples and numpy scalars converted)."""
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return _jsonable(dataclasses.asdict(v))
+        return jsonable(dataclasses.asdict(v))
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
     return v

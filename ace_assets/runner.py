@@ -105,9 +105,6 @@ def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> s
     return records[0].dagster_run.run_id if records else None
 
 
-def asset_path(storage_root: str, asset: str, line: int, suffix: str) -> Path:
-    return Path(storage_root) / AssetKey(asset).path[-1] / f"{line}{suffix}"
 
-
-__all__ = ["LineRun", "LINES_PARTITION", "asset_path", "get_instance", "latest_line_run_id", "materialize_lines",
+__all__ = ["LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id", "materialize_lines",
            "step_failures"]

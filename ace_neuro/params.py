@@ -243,12 +243,6 @@ class PipelineParams:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def stage_hash(self, *stages: str) -> str:
-        """Short, stable hash of the named stages' parameters (all stages if none named)."""
-        d = self.as_dict()
-        keys = stages or tuple(sorted(d))
-        payload = json.dumps({k: d[k] for k in keys}, sort_keys=True, default=list)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 # Every public (CSV) name the platform understands, by stage.
@@ -488,10 +482,6 @@ def _border(r: _Reader, source: str) -> str:
         return "zero"
     return _as_choice("border_nan", v, source, ("copy", "nan", "zero"))
 
-
-def replace(params, **changes):
-    """``dataclasses.replace`` re-exported for callers that override single values."""
-    return dataclasses.replace(params, **changes)
 
 
 __all__ = [
