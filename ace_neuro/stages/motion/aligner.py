@@ -16,6 +16,7 @@ import numpy as np
 from ...params import MotionParams
 from .filters import HighPass
 from .grid import PatchGrid, make_patch_grid
+from .refine import RobustShiftRefiner
 from .registration import PatchRegistrar, RigidRegistrar
 from .warp import (fill_outside_maps, fill_outside_rigid, warp_field, warp_rigid,
                    warp_rigid_fourier)
@@ -91,6 +92,8 @@ class Aligner:
         self.pw_rigid = params.pw_rigid if pw_rigid is None else bool(pw_rigid)
         self.highpass = HighPass(self.shape, params.gSig_filt)
         self.rigid = RigidRegistrar(self.template, params.max_shifts, self.highpass)
+        self.refiner = RobustShiftRefiner(
+            self.template, tuple(int(m) + 1 + e for m, e in zip(params.max_shifts, self.highpass.edge)))
         self.grid: PatchGrid | None = None
         self.patches: PatchRegistrar | None = None
         if self.pw_rigid:
@@ -115,7 +118,9 @@ class Aligner:
 
         ``spectrum`` is the unfiltered frame's DFT, ``frame_hp`` its high-passed copy.
         """
-        rigid = self.rigid.shift(spectrum)
+        my, mx = self.rigid.max_shifts
+        rigid = self.refiner(frame_hp, self.rigid.shift(spectrum))
+        rigid = np.array([np.clip(rigid[0], -my, my), np.clip(rigid[1], -mx, mx)])
         patches = None
         if self.patches is not None:
             patches = self.patches.shifts(frame_hp, rigid, ws.padded)

@@ -38,16 +38,34 @@ def warp_rigid(frame: np.ndarray, shift, *, out: np.ndarray | None = None) -> np
     """
     h, w = frame.shape
     dy, dx = float(shift[0]), float(shift[1])
-    iy, ix = int(np.floor(dy)), int(np.floor(dx))
-    pad = max(abs(iy), abs(ix)) + 3
+    pad = max(abs(int(np.floor(dy))), abs(int(np.floor(dx)))) + 3
     padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    roi = padded[pad + iy - 1:pad + iy + h + 2, pad + ix - 1:pad + ix + w + 2]
-    res = cv2.sepFilter2D(roi, cv2.CV_32F, keys_weights(dx - ix), keys_weights(dy - iy), anchor=(0, 0),
-                          borderType=cv2.BORDER_REPLICATE)[:h, :w]
+    res = _keys_window(padded, pad, pad, h, w, dy, dx)
     if out is None:
         return np.ascontiguousarray(res)
     out[...] = res
     return out
+
+
+def sample_rigid_window(frame: np.ndarray, shift, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """``frame(y + dy, x + dx)`` for the window ``[top, top+height) x [left, left+width)``, Keys cubic.
+
+    The same interpolation as :func:`warp_rigid`, without padding or warping the whole frame;
+    the window's sources (with the kernel's reach) must lie inside the frame, else ValueError.
+    """
+    h, w = frame.shape
+    dy, dx = float(shift[0]), float(shift[1])
+    iy, ix = int(np.floor(dy)), int(np.floor(dx))
+    if top + iy - 1 < 0 or left + ix - 1 < 0 or top + iy + height + 2 > h or left + ix + width + 2 > w:
+        raise ValueError(f"window {height}x{width} at ({top}, {left}) shifted by {shift} leaves the frame {h}x{w}")
+    return _keys_window(frame, top, left, height, width, dy, dx)
+
+
+def _keys_window(src: np.ndarray, top: int, left: int, height: int, width: int, dy: float, dx: float) -> np.ndarray:
+    iy, ix = int(np.floor(dy)), int(np.floor(dx))
+    roi = src[top + iy - 1:top + iy + height + 2, left + ix - 1:left + ix + width + 2]
+    return cv2.sepFilter2D(roi, cv2.CV_32F, keys_weights(dx - ix), keys_weights(dy - iy), anchor=(0, 0),
+                           borderType=cv2.BORDER_REPLICATE)[:height, :width]
 
 
 def warp_rigid_fourier(frame: np.ndarray, shift, *, out: np.ndarray | None = None) -> np.ndarray:
