@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.special import log_ndtr, ndtri_exp
 
 from ..params import EvaluationParams
-from .cnmfe.merge import footprint_centroids
+from .cnmfe.merge import core_supports, footprint_centroids
 from .cnmfe.result import CnmfeResult
 from .cnmfe.stream import FrameSource, auto_block_frames, validate_frames
 from .cnmfe.update import ac_block
@@ -54,6 +54,7 @@ N_PEAKS = 5
 PEAK_BEFORE = 3
 PEAK_AFTER = 10
 PEAK_FRACTION = 0.3
+SOLO_MIN_FRACTION = 0.25  # share of active frames that must stay when overlapping neighbours are left out
 CENTROID_TOLERANCE_PX = 3.0
 
 
@@ -121,6 +122,45 @@ def active_frames(C: np.ndarray, *, n_peaks: int = N_PEAKS, before: int = PEAK_B
     return out
 
 
+def solo_active_frames(A, active: list[np.ndarray], n_frames: int, *,
+                       min_fraction: float = SOLO_MIN_FRACTION,
+                       support_fraction: float = 0.1) -> list[np.ndarray]:
+    """Each component's active frames without those where an overlapping component is active too.
+
+    When two neurons overlap, the data around one's transient also hold the other's whenever
+    both fire; the footprint is then compared with a mixture and looks worse than it is. As
+    long as at least ``min_fraction`` of a component's active frames remain (and at least
+    one), only the frames where it fires alone are kept; otherwise all of them.
+
+    Parameters
+    ----------
+    A : sparse matrix, shape (pixels, K)
+        Footprints; two overlap where both exceed ``support_fraction`` of their maxima.
+    active : list of int arrays
+        :func:`active_frames` of every component.
+    n_frames : int
+    min_fraction, support_fraction : float
+    """
+    K = len(active)
+    if K < 2:
+        return list(active)
+    support = core_supports(A, support_fraction)
+    overlap = (support.T @ support).tocsr()
+    masks = np.zeros((K, n_frames), bool)
+    for k, fr in enumerate(active):
+        masks[k, fr] = True
+    out = []
+    for k, fr in enumerate(active):
+        nbrs = overlap.indices[overlap.indptr[k]:overlap.indptr[k + 1]]
+        nbrs = nbrs[nbrs != k]
+        if fr.size == 0 or nbrs.size == 0:
+            out.append(fr)
+            continue
+        alone = fr[~masks[nbrs][:, fr].any(axis=0)]
+        out.append(alone if alone.size >= max(1, min_fraction * fr.size) else fr)
+    return out
+
+
 def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None = None,
                       support_fraction: float = 0.1) -> np.ndarray:
     """Spatial r-value of each component (one streaming pass), shape (K,); NaN if never active.
@@ -143,7 +183,7 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None =
     if K == 0:
         return np.zeros(0)
     A = result.A.tocsc()
-    act = active_frames(result.C)
+    act = solo_active_frames(A, active_frames(result.C), T, support_fraction=support_fraction)
     act_mask = np.zeros((K, T), bool)
     for k, fr in enumerate(act):
         act_mask[k, fr] = True

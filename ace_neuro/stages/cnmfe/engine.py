@@ -67,7 +67,9 @@ from .merge import find_duplicates, merge_components
 from .oasis import DEFAULT_S_MIN_FACTOR, deconvolve, noise_mad
 from .patches import assign_to_patches, cap_per_patch, patch_grid
 from .result import CnmfeResult
-from .stream import FrameSource, _average_time, auto_block_frames, downsample_space, validate_frames
+from .split import ComponentCovariances, CovarianceTap, apply_splits
+from .stream import (FrameSource, _average_time, auto_block_frames, downsample_footprints, downsample_space,
+                     downsample_traces, validate_frames)
 from .suggest import measure_seed_sizes, suggest_parameters
 from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
                       seed_count_table, summarize_filtered)
@@ -353,10 +355,17 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     # 4. residual search, merge, duplicates ---------------------------------------------
     report("residual search", 0.45)
     res_mean = _residual_mean(ring, ac_mean, A, C, dims)
+    tf_rows_before = A.shape[1]
     A, C, tf, new_seeds = _residual_round(full_src, A, C, tf, ring, dims, init_dims, stats, grid, params,
                                           gSig_i, gSiz_i, min_corr, min_pnr, border_i, tsub, ssub, T, scale_img,
                                           res_mean)
     all_seeds.append(new_seeds)
+    if A.shape[1] > tf_rows_before:
+        # new components (split neurons, residual seeds) get demixed traces before merging
+        # decisions compare them with their neighbours
+        report("temporal update", 0.55)
+        tf, A = _temporal(full_src, A, C, ring, dims, deconv)
+        C = tf.C
     report("merge", 0.6)
     A, C, tf = _merge_and_dedupe(A, C, tf, dims, gSig, params)
 
@@ -475,19 +484,30 @@ def _residual_round(full_src, A, C, tf, ring, dims, init_dims, stats: FilteredSt
     if params.K is not None and params.rf is None and A.shape[1] >= params.K:
         return A, C, tf, np.zeros((0, 2))
     res_src = _ResidualSource(full_src, A, C, ring, dims, tsub, ssub)
+    n_init_frames = stats.n_frames
+    A_i = downsample_footprints(A, dims, ssub)
+    C_i = downsample_traces(C, tsub, full_src.block_frames)
+    covariances = ComponentCovariances(A_i, C_i, init_dims, n_init_frames)
+    tapped = CovarianceTap(res_src, covariances)
     # the residual is in movie units: reuse the noise image (and the known mean: one pass)
     # unless the initialisation was noise-normalised
     if scale_img is None:
         mean_i = downsample_space(res_mean[None], ssub)[0]
-        stats2 = summarize_filtered(res_src, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale,
+        stats2 = summarize_filtered(tapped, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale,
                                     noise=stats.noise, known_mean=(mean_i, stats.n_frames))
     else:
-        stats2 = summarize_filtered(res_src, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale)
+        stats2 = summarize_filtered(tapped, gSig_i, center_psf=params.center_psf, pnr_scale=stats.pnr_scale)
     # pixels inside existing footprints (above half max) are not searched again
     occupied = np.asarray((A >= 0.5).sum(axis=1)).reshape(dims) > 0
     occ_i = downsample_space(occupied[None].astype(np.float32), ssub)[0] > 0
     seeds = find_seeds(stats2.corr, stats2.pnr, min_corr=min_corr, min_pnr=min_pnr, gSiz=gSiz_i,
                        border_pix=border_i, exclude=occ_i)
+    splits = covariances.splits()
+    if splits:
+        # A C is unchanged by a split, so the residual (and its seeds) stay valid
+        A, C = apply_splits(A, C, splits, dims, init_dims, ssub)
+        tf = _append_placeholder_traces(tf, C)
+        log.info("round 2: %d components hold two neurons and were split", len(splits))
     if params.K is not None and len(seeds):
         owner = assign_to_patches(seeds[:, :2], grid)
         # seeds already used per patch count against K
@@ -508,16 +528,21 @@ def _residual_round(full_src, A, C, tf, ring, dims, init_dims, stats: FilteredSt
     if init2.A.shape[1] == 0:
         return A, C, tf, seeds[:, :2]
     A2, C2 = _upsample_components(init2, init_dims=init_dims, dims=dims, ssub=ssub, tsub=tsub, T=T, scale=None)
-    K2 = A2.shape[1]
     A = sp.hstack([A, A2]).tocsc()
     C = np.concatenate([C, C2])
-    sn2 = noise_mad(C2) if C2.shape[1] >= 4 else np.ones(K2)
-    tf = TemporalFit(C=C, S=np.concatenate([tf.S, np.zeros_like(C2)]),
-                     YrA=np.concatenate([tf.YrA, np.zeros_like(C2)]),
-                     baseline=np.concatenate([tf.baseline, np.zeros(K2)]),
-                     sn=np.concatenate([tf.sn, np.maximum(sn2, 1e-9)]),
-                     g=np.concatenate([tf.g, np.zeros((K2, 2))]))
-    return A, C, tf, seeds[:, :2]
+    return A, C, _append_placeholder_traces(tf, C), seeds[:, :2]
+
+
+def _append_placeholder_traces(tf: TemporalFit, C: np.ndarray) -> TemporalFit:
+    """``tf`` extended to the rows of ``C`` (new components: their trace, no spikes yet)."""
+    n_old = tf.C.shape[0]
+    extra = C[n_old:]
+    sn = noise_mad(extra) if extra.shape[1] >= 4 else np.ones(len(extra))
+    return TemporalFit(C=C, S=np.concatenate([tf.S, np.zeros_like(extra)]),
+                       YrA=np.concatenate([tf.YrA, np.zeros_like(extra)]),
+                       baseline=np.concatenate([tf.baseline, np.zeros(len(extra))]),
+                       sn=np.concatenate([tf.sn, np.maximum(sn, 1e-9)]),
+                       g=np.concatenate([tf.g, np.zeros((len(extra), 2))]))
 
 
 def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):

@@ -25,6 +25,7 @@ __all__ = ["merge_components", "find_duplicates", "footprint_centroids", "touchi
 
 DUPLICATE_COSINE = 0.85
 DUPLICATE_CONTAINED = 0.9
+DUPLICATE_CORE_FRACTION = 0.2  # containment is judged on the pixels above this share of each maximum
 
 
 def _trace_corr(C: np.ndarray, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
@@ -156,6 +157,19 @@ def footprint_centroids(A: sp.csc_matrix, dims: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def core_supports(A, fraction: float) -> sp.csc_matrix:
+    """0/1 matrix (P, K), float32: the pixels where each footprint reaches ``fraction`` of its maximum."""
+    A = sp.csc_matrix(A, dtype=np.float32, copy=True)
+    peak = np.zeros(A.shape[1], np.float32)
+    filled = np.diff(A.indptr) > 0
+    if A.nnz:
+        peak[filled] = np.maximum.reduceat(A.data, A.indptr[:-1][filled])
+    col = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
+    A.data = (A.data >= fraction * peak[col]).astype(np.float32)
+    A.eliminate_zeros()
+    return A
+
+
 def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndarray,
                     gSig) -> np.ndarray:
     """Boolean mask of components to keep after removing duplicates.
@@ -181,7 +195,7 @@ def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndar
     m = G.row < G.col
     i, j, dot = G.row[m], G.col[m], G.data[m]
     cos = dot / (nrm[i] * nrm[j])
-    Ab = (A > 0).astype(np.float64)
+    Ab = core_supports(A, DUPLICATE_CORE_FRACTION).astype(np.float64)
     area = np.asarray(Ab.sum(axis=0)).ravel()
     inter = np.asarray((Ab.T @ Ab)[i, j]).ravel() if len(i) else np.zeros(0)
     contained = inter / np.maximum(np.minimum(area[i], area[j]), 1)

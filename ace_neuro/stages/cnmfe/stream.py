@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 
 from .errors import CnmfeInputError
 
@@ -174,3 +175,27 @@ def _average_time(block: np.ndarray, tsub: int) -> np.ndarray:
     if full < B:
         parts.append(block[full:].mean(axis=0, keepdims=True, dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+
+def downsample_traces(C: np.ndarray, tsub: int, block_frames: int) -> np.ndarray:
+    """Traces (K, T) averaged in time exactly as :func:`_average_time` averages blocks of ``block_frames``."""
+    C = np.asarray(C, dtype=np.float32)
+    if tsub == 1:
+        return C
+    T = C.shape[1]
+    parts = [_average_time(C[:, t0:t0 + block_frames].T, tsub).T for t0 in range(0, T, int(block_frames))]
+    return np.concatenate(parts, axis=1) if parts else C[:, :0]
+
+
+def downsample_footprints(A, dims: tuple[int, int], s: int):
+    """Footprints (H*W, K) averaged over ``s x s`` tiles as :func:`downsample_space` averages frames."""
+    A = sp.csc_matrix(A)
+    if s == 1:
+        return A
+    H, W = dims
+    w = -(-W // s)
+    y, x = np.divmod(np.arange(H * W), W)
+    tile = (y // s) * w + (x // s)
+    h = -(-H // s)
+    D = sp.csr_matrix((np.full(H * W, 1.0 / (s * s), np.float32), (tile, np.arange(H * W))), shape=(h * w, H * W))
+    return (D @ A).tocsc()
