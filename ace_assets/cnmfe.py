@@ -17,7 +17,7 @@ from ace_neuro.movie import Movie
 from ace_neuro.params import CnmfeParams, EvaluationParams, params_hash
 from ace_neuro.plots.cnmfe import plot_contours, plot_summary_images, plot_traces
 from ace_neuro.stages import cnmfe as cnmfe_stage
-from ace_neuro.stages.cnmfe import CnmfeResult, suggest_parameters
+from ace_neuro.stages.cnmfe import CnmfeResult, advise_parameters, suggest_parameters
 from ace_neuro.project import curation_file
 from ace_neuro.stages.evaluation import accepted_components as evaluate_components
 from ace_neuro.stages.evaluation import load_curation
@@ -39,7 +39,10 @@ def cnmfe_summary_images(context: AssetExecutionContext, motion_corrected_movie:
     suggestion = suggest_parameters(summary)
     table = summary.seed_table.copy()
     seeds_now = summary.seeds(min_corr=p.min_corr, min_pnr=p.min_pnr, border_pix=p.border_pix)
+    advice = advise_parameters(gSig=p.gSig, min_corr=p.min_corr, min_pnr=p.min_pnr, suggestion=suggestion)
     context.add_output_metadata({
+        "parameter_advice": MetadataValue.md("\n".join(f"- {a.message}" for a in advice)
+                                             or "CSV values agree with the data"),
         "csv_gSig": MetadataValue.json(list(p.gSig)), "suggested_gSig": MetadataValue.json(list(suggestion.gSig)),
         "csv_gSiz": MetadataValue.json(list(p.gSiz)), "suggested_gSiz": MetadataValue.json(list(suggestion.gSiz)),
         "csv_min_corr": p.min_corr, "suggested_min_corr": float(suggestion.min_corr),
@@ -72,7 +75,11 @@ def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, mo
 
     result = engine.run_cnmfe(motion_corrected_movie.frames, p, frame_rate=motion_corrected_movie.frame_rate,
                               progress=progress)
+    advice = list(dict(result.params).get("parameter_advice", []))
+    for message in advice:
+        context.log.warning(message)
     context.add_output_metadata({
+        "parameter_advice": MetadataValue.md("\n".join(f"- {m}" for m in advice) or "CSV values agree with the data"),
         **params_metadata(p, params_hash(p)), "engine": f"{engine.name} {engine.version}",
         "components": int(result.n_components), "frames": int(result.n_frames),
         "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),

@@ -14,10 +14,10 @@ Modules: :mod:`.summary` (correlation/PNR images), :mod:`.init` (greedy seeds),
 from .engine import check_cnmfe_params, run_cnmfe
 from .errors import CnmfeError, CnmfeInputError, CnmfeParameterError
 from .result import CnmfeResult
-from .suggest import Suggestion, suggest_parameters
+from .suggest import ParameterAdvice, Suggestion, advise_parameters, suggest_parameters
 from .summary import SummaryImages, cnmfe_summary_images
 
 __all__ = [
     "run_cnmfe", "check_cnmfe_params", "CnmfeResult", "cnmfe_summary_images", "SummaryImages",
-    "suggest_parameters", "Suggestion", "CnmfeError", "CnmfeInputError", "CnmfeParameterError",
+    "suggest_parameters", "Suggestion", "advise_parameters", "ParameterAdvice", "CnmfeError", "CnmfeInputError", "CnmfeParameterError",
 ]

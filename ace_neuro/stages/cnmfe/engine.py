@@ -70,7 +70,7 @@ from .result import CnmfeResult
 from .split import ComponentCovariances, CovarianceTap, apply_splits
 from .stream import (FrameSource, _average_time, auto_block_frames, downsample_footprints, downsample_space,
                      downsample_traces, validate_frames)
-from .suggest import measure_seed_sizes, suggest_parameters
+from .suggest import advise_parameters, measure_seed_sizes, suggest_parameters
 from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
                       seed_count_table, summarize_filtered)
 from .update import (TemporalFit, ac_block, fit_ring_model, project_data, search_regions,
@@ -320,10 +320,15 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
     stats = summarize_filtered(src_i, gSig_i, center_psf=params.center_psf,
                                pnr_scale=pnr_scale * pnr_calibration(gSig_i, center_psf=params.center_psf))
+    advice: tuple = ()
     if params.use_suggested:
         gSig, gSiz, min_corr, min_pnr, stats = _apply_suggestion(src_i, stats, gSig, gSiz, ssub, params,
                                                                  pnr_scale, notes)
         gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
+    else:
+        advice = _advice(src_i, stats, gSig_i, gSiz_i, ssub, params)
+        for a in advice:
+            log.warning(a.message)
 
     # 2. greedy initialisation --------------------------------------------------------
     report("initialisation", 0.12)
@@ -392,6 +397,7 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     seeds_full = np.concatenate([s for s in all_seeds if len(s)] or [np.zeros((0, 2))]).astype(float)
     seeds_full = seeds_full * ssub + (ssub - 1) / 2.0
     used = dataclasses.asdict(params)
+    used.update(parameter_advice=[a.message for a in advice])
     used.update(gSig=list(gSig), gSiz=list(gSiz), min_corr=min_corr, min_pnr=min_pnr,
                 ring_radius_px=radius * params.ssub_B, engine="native", notes=notes,
                 s_min_factor=DEFAULT_S_MIN_FACTOR)
@@ -567,6 +573,14 @@ def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):
     notes.append(sug.notes[0])
     notes.extend(threshold_notes)
     return new_gSig, new_gSiz, float(min_corr), float(min_pnr), stats
+
+
+def _advice(src, stats: FilteredStats, gSig_i, gSiz_i, ssub: int, params: CnmfeParams) -> tuple:
+    """Where the CSV's gSig, min_corr or min_pnr is far from what the data show (one extra pass)."""
+    sug = suggest_parameters(_summary_from_stats(src, stats, gSig_i, gSiz_i, params.center_psf))
+    sug = dataclasses.replace(sug, gSig=tuple(int(g * ssub) for g in sug.gSig),
+                              footprint_sigma_px=sug.footprint_sigma_px * ssub)
+    return advise_parameters(gSig=params.gSig, min_corr=params.min_corr, min_pnr=params.min_pnr, suggestion=sug)
 
 
 def _summary_from_stats(src, stats: FilteredStats, gSig, gSiz, center_psf, sizes=None) -> SummaryImages:

@@ -23,8 +23,10 @@ import numpy as np
 
 from .summary import SummaryImages, find_seeds, spatial_filter
 
-__all__ = ["Suggestion", "suggest_parameters", "measure_seed_sizes"]
+__all__ = ["Suggestion", "suggest_parameters", "measure_seed_sizes", "ParameterAdvice", "advise_parameters"]
 
+ADVICE_TOLERANCE = 0.3  # a CSV value further than this (relative) from the suggestion is reported
+SUGGESTION_SWITCH = "use_suggested_params = TRUE"
 _PNR_RANGE = (4.0, 30.0)
 _CORR_RANGE = (0.6, 0.95)
 
@@ -212,3 +214,61 @@ def suggest_parameters(summary: SummaryImages) -> Suggestion:
         notes.append("too few local maxima to split: defaults min_pnr 10, min_corr 0.8")
     return Suggestion(gSig=gSig, gSiz=gSiz, min_corr=round(min_corr, 3), min_pnr=round(min_pnr, 2),
                       footprint_sigma_px=sigma, n_measured=int(len(sizes)), notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class ParameterAdvice:
+    """A CSV value far from what the data show.
+
+    Attributes
+    ----------
+    name : str
+        CSV column (``gSig``, ``min_corr``, ``min_pnr``).
+    csv_value, suggested : float or tuple
+    relative_difference : float
+        ``|csv - suggested| / suggested`` (for gSig, of the larger axis).
+    message : str
+        One sentence for the run log: both values and the switch that uses the suggestion.
+    """
+
+    name: str
+    csv_value: object
+    suggested: object
+    relative_difference: float
+    message: str
+
+
+def advise_parameters(*, gSig, min_corr: float, min_pnr: float, suggestion: Suggestion,
+                      tolerance: float = ADVICE_TOLERANCE) -> tuple[ParameterAdvice, ...]:
+    """The CSV values that differ from ``suggestion`` by more than ``tolerance`` (relative).
+
+    ``gSig`` is judged only when footprints were measured, the thresholds only against the
+    suggestion made with the same ``gSig`` (their meaning depends on the filter).
+    """
+    out = []
+    pairs = []
+    if suggestion.n_measured > 0:
+        pairs.append(("gSig", tuple(int(g) for g in gSig), tuple(int(g) for g in suggestion.gSig),
+                      f" (median footprint width {suggestion.footprint_sigma_px:.1f} px)"))
+    pairs += [("min_corr", float(min_corr), float(suggestion.min_corr), ""),
+              ("min_pnr", float(min_pnr), float(suggestion.min_pnr), "")]
+    for name, csv_value, suggested, why in pairs:
+        a = np.max(np.atleast_1d(csv_value)).astype(float)
+        b = np.max(np.atleast_1d(suggested)).astype(float)
+        if not b > 0:
+            continue
+        rel = abs(a - b) / b
+        if rel > tolerance:
+            direction = "above" if a > b else "below"
+            out.append(ParameterAdvice(
+                name, csv_value, suggested, float(rel),
+                f"{name} = {_fmt(csv_value)} in analysis_parameters.csv is {100 * rel:.0f}% {direction} what the "
+                f"data show, {_fmt(suggested)}{why}; the CSV's value is used. Set {SUGGESTION_SWITCH} to use "
+                f"the data's value."))
+    return tuple(out)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(str(x) for x in v) + ")"
+    return f"{v:g}"
