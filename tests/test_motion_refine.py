@@ -76,3 +76,10 @@ def test_window_sampling_matches_the_full_warp_and_refuses_to_leave_the_frame():
     np.testing.assert_allclose(win, full[10:110, 12:102], atol=1e-4)
     with pytest.raises(ValueError, match="leaves the frame"):
         sample_rigid_window(img, (4.0, 0.0), 120, 0, 8, 10)
+
+
+def test_frame_too_small_for_its_margins_keeps_the_peak():
+    template = _scene(7)[:40, :48]
+    refiner = RobustShiftRefiner(template, (26, 26))
+    assert not refiner.enabled
+    np.testing.assert_array_equal(refiner(template, (0.25, 0.5)), [0.25, 0.5])

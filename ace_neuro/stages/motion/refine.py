@@ -26,7 +26,8 @@ from .warp import sample_rigid_window
 
 TUKEY_C = 4.685
 N_ITER = 3
-MAX_STEP_PX = 2.0  # a Gauss-Newton step larger than this means no usable gradient: keep the peak
+MAX_STEP_PX = 1.5  # a fit moving further than this from the peak has failed: keep the peak
+MIN_INTERIOR_PX = 16  # rows / columns the misfit needs inside the margins
 _CONVERGED_PX = 1e-3
 _MAD_TO_SIGMA = 1.4826
 
@@ -46,9 +47,10 @@ class RobustShiftRefiner:
 
     def __init__(self, template: np.ndarray, margins: tuple[int, int], *, n_iter: int = N_ITER):
         h, w = template.shape
-        my = min(int(margins[0]), (h - 3) // 2)
-        mx = min(int(margins[1]), (w - 3) // 2)
-        my, mx = max(my, 1), max(mx, 1)
+        my, mx = max(int(margins[0]), 1), max(int(margins[1]), 1)
+        # too little frame left inside the margins to fit against: keep the correlation peak
+        self.enabled = min(h - 2 * my, w - 2 * mx) >= MIN_INTERIOR_PX
+        my, mx = min(my, (h - 1) // 2), min(mx, (w - 1) // 2)
         self.interior = (slice(my, h - my), slice(mx, w - mx))
         self._window = (my, mx, h - 2 * my, w - 2 * mx)
         t = np.asarray(template, dtype=np.float32)
@@ -62,7 +64,10 @@ class RobustShiftRefiner:
 
     def __call__(self, frame_hp: np.ndarray, shift) -> np.ndarray:
         """Refined ``(dy, dx)`` (float64) of one high-passed frame, starting from ``shift``."""
-        s = np.asarray(shift, dtype=np.float64).copy()
+        start = np.asarray(shift, dtype=np.float64)
+        s = start.copy()
+        if not self.enabled:
+            return s
         for _ in range(self.n_iter):
             step = self._step(frame_hp, s)
             if step is None:
@@ -70,7 +75,8 @@ class RobustShiftRefiner:
             s -= step
             if np.hypot(*step) < _CONVERGED_PX:
                 break
-        return s
+        # the peak is right to well within a pixel: a fit that wanders further has failed
+        return s if np.hypot(*(s - start)) <= MAX_STEP_PX else start
 
     def _step(self, frame_hp: np.ndarray, s: np.ndarray) -> np.ndarray | None:
         try:
