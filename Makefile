@@ -3,10 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# minisim (the independent simulator of the realistic benchmark) pins zarr<3: it lives in its own
+# virtual environment, never in .venv.
+MINISIM_VENV := .venv-minisim
+MINISIM_PY := $(MINISIM_VENV)/bin/python
+MINISIM_STAMP := $(MINISIM_VENV)/.installed
+MINISIM_VERSION := 1.0.3
+FIXTURE_TMP := bench/results/minisim_fixture_tmp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DEMO_DIR ?= $(CURDIR)/demo_project
 
-.PHONY: install demo ui test test-slow bench clean
+.PHONY: install demo ui test test-slow bench bench-realistic minisim-fixture clean
 
 install: $(STAMP)
 
@@ -38,5 +45,23 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run_all
 
+$(MINISIM_STAMP):
+	$(PYTHON) -m venv $(MINISIM_VENV)
+	$(MINISIM_PY) -m pip install --quiet minisim==$(MINISIM_VERSION)
+	touch $(MINISIM_STAMP)
+
+# The lab's front end on minisim recordings, scored with minisim's metrics (default subset;
+# ARGS=--all for every recording, ARGS='--only NAME' for one).
+bench-realistic: $(STAMP) $(MINISIM_STAMP)
+	$(PY) -m bench.realistic $(ARGS)
+
+# Regenerates tests/data/minisim_small (the regression test's recording): minisim side, then the
+# V4 DAQ folder and the CSVs written with ace_neuro's writer.
+minisim-fixture: $(STAMP) $(MINISIM_STAMP)
+	rm -rf $(FIXTURE_TMP)
+	$(MINISIM_PY) -m bench.realistic.make_fixture --out $(FIXTURE_TMP)
+	$(PY) -m bench.realistic.fixture_session --src $(FIXTURE_TMP) --dest tests/data/minisim_small
+	rm -rf $(FIXTURE_TMP)
+
 clean:
-	rm -rf $(VENV) $(DAGSTER_HOME) $(DEMO_DIR)
+	rm -rf $(VENV) $(MINISIM_VENV) $(DAGSTER_HOME) $(DEMO_DIR)

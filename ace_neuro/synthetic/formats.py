@@ -9,6 +9,9 @@ Three formats (SPEC section 2):
 * :func:`write_onix_session` - ONIX with a V4 headstage (``start-time_<n>_miniscope.csv``,
   ``ucla-miniscope-v4-clock_<n>.raw``, ``ucla-miniscope-v4-video_<n>.avi``).
 
+:func:`write_ucla_v4_frames` writes the UCLA DAQ layout from frames and frame times rendered
+elsewhere (another simulator's movie), without a ground truth of this package.
+
 Frames are rendered block by block from a :class:`~ace_neuro.synthetic.model.GroundTruth`
 and written straight to lossless 8-bit grey AVIs (FFV1 or GREY), so memory does not
 grow with the recording. As on the real rigs, the AVI header claims 60 fps whatever
@@ -270,50 +273,148 @@ def write_ucla_v4_session(session_dir: str | Path, truth: GroundTruth, *, frames
     block_frames = _check_positive_int("block_frames", block_frames)
     drops = _check_drops(truth, drop_frames)
     extra = _check_extra(timestamp_extra_rows)
-    if not device_name or any(c in device_name for c in "/\\"):
-        raise SyntheticFormatError(f"device_name = {device_name!r}: give a plain folder name")
+    _check_device_name(device_name)
     session_dir = Path(session_dir)
-    h, w = truth.frame_shape
     with _StagedDir(session_dir) as tmp:
         dev = tmp / device_name
         dev.mkdir()
-        writer = _ChunkedAviWriter(lambda i: dev / f"{i}.avi", frames_per_file, codec, (h, w))
+        writer = _ChunkedAviWriter(lambda i: dev / f"{i}.avi", frames_per_file, codec, truth.frame_shape)
         n_written = _write_miniscope_video(truth, drops, writer, block_frames)
-
         kept = np.array([i for i in range(truth.n_frames) if i not in drops] +
                         list(range(truth.n_frames, truth.n_frames + extra)))
         times_ms = np.rint(first_timestamp_ms + 1000.0 * _kept_times(truth, drops, extra, salt=0)).astype(np.int64)
-        rng = _timing_rng(truth, 1)
-        buffer_index = rng.integers(0, 4, size=times_ms.size)
-        header = "Frame Number,Time Stamp (ms),Buffer Index" + (",DAQ Frame Number" if daq_frame_number else "")
-        lines = [header]
-        for row, (t_ms, b, daq) in enumerate(zip(times_ms, buffer_index, kept)):
-            lines.append(f"{row},{t_ms},{b}" + (f",{daq + 1}" if daq_frame_number else ""))
-        (dev / "timeStamps.csv").write_text("\n".join(lines) + "\n")
-
-        device_meta = {
-            "ROI": {"height": h, "leftEdge": 0, "topEdge": 0, "width": w},
-            "compression": codec, "deviceDirectory": str(session_dir / device_name), "deviceID": 0,
-            "deviceName": device_name, "deviceType": device_type, "ewl": 0,
-            "frameRate": _frame_rate_text(truth.frame_rate) if frame_rate_text is None else frame_rate_text,
-            "framesPerFile": frames_per_file, "gain": "Low", "led0": 20,
-        }
-        (dev / "metaData.json").write_text(json.dumps(device_meta, indent=4))
-
+        _write_daq_device_files(dev, session_dir, truth.frame_shape, times_ms, _timing_rng(truth, 1),
+                                codec=codec, frames_per_file=frames_per_file, device_type=device_type,
+                                frame_rate_text=_frame_rate_text(truth.frame_rate) if frame_rate_text is None
+                                else frame_rate_text,
+                                daq_frame_numbers=kept + 1 if daq_frame_number else None)
         cameras = []
         if behaviour_camera:
             cameras.append("BehavCam_1")
             _write_daq_behaviour_camera(tmp / "BehavCam_1", truth, behaviour_n_frames, first_timestamp_ms)
-        session_meta = {
-            "animalName": "synthetic", "baseDirectory": str(session_dir), "cameras": cameras,
-            "experimentName": "ace_neuro synthetic recording", "miniscopes": [device_name],
-            "recordingStartTime": _recording_start_time(), "researcherName": "ace_neuro.synthetic",
-        }
-        (tmp / "metaData.json").write_text(json.dumps(session_meta, indent=4))
-        (tmp / "notes.csv").write_text("Time Stamp (ms),Note\n1000,synthetic recording (ace_neuro.synthetic)\n")
+        _write_daq_session_files(tmp, session_dir, device_name, cameras)
     log.info("wrote UCLA DAQ session %s: %d frames in %d files (%s), %d dropped, %d extra timestamp rows",
              session_dir, n_written, len(writer.paths), codec, len(drops), extra)
     return session_dir
+
+
+def write_ucla_v4_frames(session_dir: str | Path, blocks: Iterable[np.ndarray], times_s: Sequence[float], *,
+                         frame_rate: float, frames_per_file: int = 1000, codec: str = "FFV1",
+                         first_timestamp_ms: float = -12.0, device_type: str = "Miniscope_V4_BNO",
+                         device_name: str = "Miniscope", seed: int = 0) -> Path:
+    """Write a UCLA Miniscope DAQ session folder from frames rendered elsewhere.
+
+    The layout of :func:`write_ucla_v4_session` (device folder with ``0.avi, 1.avi, ...``,
+    ``timeStamps.csv`` and ``metaData.json``; session ``metaData.json`` and ``notes.csv``),
+    without a behaviour camera, for a movie that is not a
+    :class:`~ace_neuro.synthetic.model.GroundTruth` of this package (e.g. another simulator's).
+
+    Parameters
+    ----------
+    session_dir : path
+        Folder to create (must not exist, or be empty).
+    blocks : iterable of ndarray, shape (B, H, W), uint8
+        The movie, a block of frames at a time (memory stays at one block).
+    times_s : sequence of float
+        Acquisition time of every frame, seconds from the first; as many as there are frames.
+    frame_rate : float
+        Nominal rate, written as the device's ``frameRate`` preset (e.g. ``"20FPS"``).
+    frames_per_file, codec, first_timestamp_ms, device_type, device_name
+        As in :func:`write_ucla_v4_session`.
+    seed : int
+        Seed of the ``Buffer Index`` column of ``timeStamps.csv``.
+
+    Returns
+    -------
+    Path
+        The session folder.
+
+    Raises
+    ------
+    SyntheticFormatError
+        If a block is not uint8 (B, H, W) of one frame size, or the frame count differs from
+        ``len(times_s)``.
+    """
+    codec = _check_codec(codec)
+    frames_per_file = _check_positive_int("frames_per_file", frames_per_file)
+    _check_device_name(device_name)
+    times_s = np.asarray(times_s, dtype=np.float64)
+    session_dir = Path(session_dir)
+    with _StagedDir(session_dir) as tmp:
+        dev = tmp / device_name
+        dev.mkdir()
+        n_written, frame_shape = _write_frame_blocks(blocks, lambda i: dev / f"{i}.avi", frames_per_file, codec)
+        if n_written != times_s.size:
+            raise SyntheticFormatError(f"{n_written} frames were given but {times_s.size} frame times: "
+                                       f"give one time per frame")
+        times_ms = np.rint(first_timestamp_ms + 1000.0 * (times_s - times_s[0])).astype(np.int64)
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), _TAG_TIMESTAMPS, 1]))
+        _write_daq_device_files(dev, session_dir, frame_shape, times_ms, rng, codec=codec,
+                                frames_per_file=frames_per_file, device_type=device_type,
+                                frame_rate_text=_frame_rate_text(frame_rate))
+        _write_daq_session_files(tmp, session_dir, device_name, [])
+    log.info("wrote UCLA DAQ session %s: %d frames (%s)", session_dir, n_written, codec)
+    return session_dir
+
+
+def _check_device_name(device_name: str) -> None:
+    if not device_name or any(c in device_name for c in "/\\"):
+        raise SyntheticFormatError(f"device_name = {device_name!r}: give a plain folder name")
+
+
+def _write_frame_blocks(blocks: Iterable[np.ndarray], name_of: Callable[[int], Path], frames_per_file: int,
+                        codec: str) -> tuple[int, tuple[int, int]]:
+    """Write uint8 (B, H, W) blocks to chunked AVIs; ``(frames written, (H, W))``."""
+    writer, frame_shape = None, None
+    try:
+        for block in blocks:
+            block = np.asarray(block)
+            if block.dtype != np.uint8 or block.ndim != 3 or (frame_shape and block.shape[1:] != frame_shape):
+                raise SyntheticFormatError(f"a block of {block.dtype} {block.shape}: give uint8 (B, H, W) blocks "
+                                           f"of one frame size")
+            if writer is None:
+                frame_shape = (int(block.shape[1]), int(block.shape[2]))
+                writer = _ChunkedAviWriter(name_of, frames_per_file, codec, frame_shape)
+            for frame in block:
+                writer.write(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None or writer.n_written == 0:
+        raise SyntheticFormatError("no frames were given: give at least one block of frames")
+    return writer.n_written, frame_shape
+
+
+def _write_daq_device_files(dev: Path, session_dir: Path, frame_shape: tuple[int, int], times_ms: np.ndarray,
+                            rng: np.random.Generator, *, codec: str, frames_per_file: int, device_type: str,
+                            frame_rate_text: str | float, daq_frame_numbers: np.ndarray | None = None) -> None:
+    """The miniscope device folder's ``timeStamps.csv`` and ``metaData.json``."""
+    buffer_index = rng.integers(0, 4, size=times_ms.size)
+    header = "Frame Number,Time Stamp (ms),Buffer Index" + (",DAQ Frame Number" if daq_frame_numbers is not None
+                                                            else "")
+    lines = [header]
+    for row, (t_ms, b) in enumerate(zip(times_ms, buffer_index)):
+        lines.append(f"{row},{t_ms},{b}" + (f",{daq_frame_numbers[row]}" if daq_frame_numbers is not None else ""))
+    (dev / "timeStamps.csv").write_text("\n".join(lines) + "\n")
+    h, w = frame_shape
+    device_meta = {
+        "ROI": {"height": h, "leftEdge": 0, "topEdge": 0, "width": w},
+        "compression": codec, "deviceDirectory": str(session_dir / dev.name), "deviceID": 0,
+        "deviceName": dev.name, "deviceType": device_type, "ewl": 0, "frameRate": frame_rate_text,
+        "framesPerFile": frames_per_file, "gain": "Low", "led0": 20,
+    }
+    (dev / "metaData.json").write_text(json.dumps(device_meta, indent=4))
+
+
+def _write_daq_session_files(tmp: Path, session_dir: Path, device_name: str, cameras: list[str]) -> None:
+    """The session folder's ``metaData.json`` and ``notes.csv``."""
+    session_meta = {
+        "animalName": "synthetic", "baseDirectory": str(session_dir), "cameras": cameras,
+        "experimentName": "ace_neuro synthetic recording", "miniscopes": [device_name],
+        "recordingStartTime": _recording_start_time(), "researcherName": "ace_neuro.synthetic",
+    }
+    (tmp / "metaData.json").write_text(json.dumps(session_meta, indent=4))
+    (tmp / "notes.csv").write_text("Time Stamp (ms),Note\n1000,synthetic recording (ace_neuro.synthetic)\n")
 
 
 def _write_daq_behaviour_camera(folder: Path, truth: GroundTruth, n_frames: int, first_ms: float) -> None:
