@@ -36,6 +36,12 @@ def motion_corrected_movie(context: AssetExecutionContext, project: ProjectResou
     engine = get_engine(project.params(context.partition_key).engine)
     stream = engine.correct_motion(dff_movie.frames, mp, times=dff_movie.times, frame_rate=dff_movie.frame_rate)
     stream.attrs.update({"engine": engine.name, "engine_version": engine.version})
+    notes, advice = list(stream.attrs.get("notes", [])), list(stream.attrs.get("parameter_advice", []))
+    for note in notes:
+        context.log.info(note)
+    for message in advice:
+        context.log.warning(message)
+    gsf_used = stream.attrs["motion_params"]["gSig_filt"]
 
     def describe(movie: Movie) -> dict:
         r = _result(movie, mp)
@@ -44,6 +50,9 @@ def motion_corrected_movie(context: AssetExecutionContext, project: ProjectResou
             **meta, "corrected": True, "engine": f"{engine.name} {engine.version}",
             "shape": MetadataValue.json(list(movie.frames.shape)), "frame_rate_hz": round(movie.frame_rate, 4),
             "mode": "piecewise-rigid" if r.patch_shifts is not None else "rigid",
+            "gSig_filt_used": MetadataValue.json(None if gsf_used is None else list(gsf_used)),
+            "parameter_advice": MetadataValue.md("\n".join(f"- {n}" for n in advice + notes)
+                                                 or "CSV values agree with the data"),
             "max_abs_shift_px": float(np.abs(shifts).max()) if len(shifts) else 0.0,
             "corr_with_template_before": float(np.nanmean(r.corr_before)),
             "corr_with_template_after": float(np.nanmean(r.corr_after)),

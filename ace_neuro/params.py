@@ -147,6 +147,7 @@ class MotionParams:
     shifts_opencv: bool = True
     niter_rig: int = 1
     upsample_factor_grid: int = 4
+    use_suggested: bool = False  # CSV use_suggested_params: gSig_filt from the observed footprint width
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,7 @@ def build_pipeline_params(values: Mapping[str, Any], *, source: str = "") -> tup
         shifts_opencv=_opt(r, "shifts_opencv", _as_bool, m.shifts_opencv),
         niter_rig=_opt(r, "niter_rig", lambda n, v, s: _as_int(n, v, s, lo=1), m.niter_rig),
         upsample_factor_grid=_opt(r, "upsample_factor_grid", lambda n, v, s: _as_int(n, v, s, lo=1), m.upsample_factor_grid),
+        use_suggested=_opt(r, "use_suggested_params", _as_bool, m.use_suggested),
     )
 
     # CNMF-E ----------------------------------------------------------------------

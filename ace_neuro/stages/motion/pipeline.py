@@ -14,6 +14,7 @@ from ...params import MotionParams
 from .aligner import Aligner, FrameResult
 from .grid import make_patch_grid
 from .parallel import default_workers, submit_chunks
+from .suggest import resolve_highpass
 from .template import DEFAULT_TEMPLATE_FRAMES, estimate_template
 from .validation import MotionCorrectionError, check_frames, check_motion_params
 
@@ -172,6 +173,10 @@ def correct_motion(frames, params: MotionParams, *, times=None, frame_rate: floa
         uint8 / uint16 / float movie sliceable along axis 0 (numpy, zarr). Never loaded whole.
     params : MotionParams
         ``params.enabled`` is not consulted: the caller decides whether the stage runs.
+        With ``use_suggested`` (and no ``template``), ``gSig_filt`` is replaced by the observed
+        footprint width (:mod:`.suggest`); otherwise a ``gSig_filt`` far from it is reported.
+        ``attrs["motion_params"]`` holds the parameters used, ``attrs["notes"]`` what was decided
+        and ``attrs["parameter_advice"]`` the CSV values found far from the data.
         ``upsample_factor_grid`` has no effect (shifts are interpolated to a dense field).
         ``shifts_opencv = False`` applies rigid shifts by Fourier interpolation; piecewise-rigid
         always warps with ``cv2.remap``.
@@ -214,7 +219,11 @@ def correct_motion(frames, params: MotionParams, *, times=None, frame_rate: floa
     if params.pw_rigid and not params.shifts_opencv:
         log.info("shifts_opencv = FALSE only changes rigid correction; piecewise-rigid shifts are "
                  "applied with cv2.remap")
+    notes: list[str] = []
+    advice: list[str] = []
     if template is None:
+        params, notes, advice = resolve_highpass(frames, params, block_frames=int(block_frames))
+        check_motion_params(params, (h, w))
         template = estimate_template(frames, params, n_frames=n_template_frames, n_workers=workers)
     else:
         template = np.asarray(template, dtype=np.float32)
@@ -240,7 +249,8 @@ def correct_motion(frames, params: MotionParams, *, times=None, frame_rate: floa
             mean_after=(sum(ws.sum_after for ws in spaces) / t).astype(np.float32))
         return result.arrays()
 
-    attrs = {"engine": ENGINE, "motion_params": dataclasses.asdict(params),
+    attrs = {"engine": ENGINE, "motion_params": dataclasses.asdict(params), "notes": notes,
+             "parameter_advice": advice,
              "template": "highpass" if params.gSig_filt is not None else "mean_removed"}
     return MovieStream(shape=(t, h, w), dtype=np.dtype(np.float32),
                        blocks=_stream(frames, aligner, acc, spaces, int(block_frames), workers),
