@@ -119,11 +119,14 @@ class Aligner:
         ``spectrum`` is the unfiltered frame's DFT, ``frame_hp`` its high-passed copy.
         """
         my, mx = self.rigid.max_shifts
-        rigid = self.refiner(frame_hp, self.rigid.shift(spectrum))
+        peak = self.rigid.shift(spectrum)
+        rigid = self.refiner(frame_hp, peak)
         rigid = np.array([np.clip(rigid[0], -my, my), np.clip(rigid[1], -mx, mx)])
         patches = None
         if self.patches is not None:
-            patches = self.patches.shifts(frame_hp, rigid, ws.padded)
+            # patch peaks share the whole-frame peak's bias (a firing neuron pulls both): their
+            # deviations are taken from the frame's peak and added to the refined shift
+            patches = self.patches.shifts(frame_hp, rigid, ws.padded, reference=peak)
         return rigid, patches
 
     def warp(self, frame: np.ndarray, rigid: np.ndarray, patches: np.ndarray | None,

@@ -398,11 +398,15 @@ class PatchRegistrar:
         return as_strided(base, shape=(ny, nx) + tuple(g.size), strides=(sy * rs, sx * cs, rs, cs),
                           writeable=False)
 
-    def shifts(self, frame_hp: np.ndarray, rigid: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    def shifts(self, frame_hp: np.ndarray, rigid: np.ndarray, buffer: np.ndarray, *,
+               reference: np.ndarray | None = None) -> np.ndarray:
         """Per-patch ``(dy, dx)`` in px, shape (ny, nx, 2), within ``max_deviation`` of ``rigid``.
 
         ``buffer`` is a worker's padded buffer from :meth:`new_buffer` (its border stays zero).
+        Deviations are measured from ``reference`` (default ``rigid``), the whole-frame estimate
+        made the same way as the patch estimates, and applied to ``rigid``.
         """
+        reference = rigid if reference is None else np.asarray(reference, dtype=np.float64)
         ny, nx = self.grid.n_patches
         max_dev = self.max_deviation
         rigid = np.asarray(rigid, dtype=np.float64)
@@ -436,5 +440,5 @@ class PatchRegistrar:
         with np.errstate(divide="ignore", invalid="ignore"):
             ncc = np.nan_to_num(c0 / np.sqrt(f_energy * self._t_energy))
         info = shift_information(ncc, self.calibration.curvature, self._window_area, self.template_weight)
-        deviation = fuse_patch_shifts(measured - rigid, info)
+        deviation = fuse_patch_shifts(measured - reference, info)
         return np.clip(rigid + deviation, rigid - max_dev, rigid + max_dev).astype(np.float32)
