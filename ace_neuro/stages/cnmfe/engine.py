@@ -72,13 +72,15 @@ from .stream import (FrameSource, _average_time, auto_block_frames, downsample_f
                      downsample_traces, validate_frames)
 from .suggest import advise_parameters, measure_seed_sizes, suggest_parameters
 from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
-                      seed_count_table, summarize_filtered)
+                      seed_count_table, subsample_ranges, summarize_filtered)
 from .update import (TemporalFit, ac_block, fit_ring_model, project_data, search_regions,
                      spatial_products, spatial_update, temporal_update)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_cnmfe", "check_cnmfe_params"]
+
+ADVICE_FRAMES = 1000  # frames on which parameter advice measures footprint widths
 
 EXTRA_ROUNDS = 2
 ProgressCallback = Callable[[str, float], None]
@@ -168,9 +170,11 @@ class _ResidualSource:
         t_out = 0
         Ar = self.A.tocsr()
         for t0, block in self.full_src:
-            c_block = self.C[:, t0:t0 + block.shape[0]]
-            r = self.ring.subtract(block, ac_block(Ar, c_block, self.dims))
-            r -= ac_block(Ar, c_block, self.dims)
+            y = np.asarray(block, np.float32)
+            x = ac_block(Ar, self.C[:, t0:t0 + block.shape[0]], self.dims)
+            r = self.ring.subtract(y, x)  # Y - B; x now holds Y - A C
+            r += x
+            r -= y  # Y - B - A C, with A C computed once
             r = downsample_space(_average_time(r, self.tsub), self.ssub)
             yield t_out, r
             t_out += r.shape[0]
@@ -326,7 +330,7 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
                                                                  pnr_scale, notes)
         gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
     else:
-        advice = _advice(src_i, stats, gSig_i, gSiz_i, ssub, params)
+        advice = _advice(frames, block_frames, stats, gSig_i, gSiz_i, params)
         for a in advice:
             log.warning(a.message)
 
@@ -575,9 +579,16 @@ def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):
     return new_gSig, new_gSiz, float(min_corr), float(min_pnr), stats
 
 
-def _advice(src, stats: FilteredStats, gSig_i, gSiz_i, ssub: int, params: CnmfeParams) -> tuple:
-    """Where the CSV's gSig, min_corr or min_pnr is far from what the data show (one extra pass)."""
-    sug = suggest_parameters(_summary_from_stats(src, stats, gSig_i, gSiz_i, params.center_psf))
+def _advice(frames, block_frames: int, stats: FilteredStats, gSig_i, gSiz_i, params: CnmfeParams) -> tuple:
+    """Where the CSV's gSig, min_corr or min_pnr is far from what the data show.
+
+    The footprints are measured on a subsample (``ADVICE_FRAMES`` frames in a few runs), so the
+    advice costs a fraction of one pass.
+    """
+    ssub, tsub = int(params.ssub), int(params.tsub)
+    ranges = subsample_ranges(stats.n_frames * tsub, ADVICE_FRAMES)
+    sample = FrameSource(frames, block_frames=block_frames, tsub=tsub, ssub=ssub, ranges=ranges)
+    sug = suggest_parameters(_summary_from_stats(sample, stats, gSig_i, gSiz_i, params.center_psf))
     sug = dataclasses.replace(sug, gSig=tuple(int(g * ssub) for g in sug.gSig),
                               footprint_sigma_px=sug.footprint_sigma_px * ssub)
     return advise_parameters(gSig=params.gSig, min_corr=params.min_corr, min_pnr=params.min_pnr, suggestion=sug)
