@@ -27,15 +27,18 @@ from ace_neuro.storage import open_movie, read_bundle, read_table
 FIXTURE = Path(__file__).parent / "data" / "minisim_small"
 SUGGESTED_LINE = 2
 
-# Measured with the native engine when this test was written (line 2: CSV gSig 3, suggested 5):
-# 21 accepted, 18 of the 43 detectable units matched: F1 0.563, precision 0.857, recall 0.419;
-# median trace r 0.977; rigid motion RMSE 1.41 px - worse than not correcting (0.62 px): on this
-# 128 x 128 field the high-passed frames correlate with the template at ~0.17 only.
-MIN_F1 = 0.50
-MIN_PRECISION = 0.80
-MIN_RECALL = 0.37
-MIN_TRACE_R = 0.95
-MAX_MOTION_RMSE_PX = 1.6
+# Measured with the native engine (line 2: CSV gSig 3, suggested 5; gSig_filt 3, suggested 5):
+# 21 accepted, 20 of the 43 detectable units matched: F1 0.625, precision 0.952, recall 0.465,
+# mean IoU 0.69; median trace r 0.986; rigid motion RMSE 0.94 px - still worse than not
+# correcting (0.62 px): on this 128 x 128 field a frame holds too little structure for its shift.
+# (When the test was written, before the robust shift fit, the footprint skirts and the
+# two-neuron split: F1 0.563, precision 0.857, recall 0.419, trace r 0.977, RMSE 1.41 px.)
+MIN_F1 = 0.60
+MIN_PRECISION = 0.90
+MIN_RECALL = 0.44
+MIN_TRACE_R = 0.98
+MAX_MOTION_RMSE_PX = 1.1
+
 
 def _csc(arrays, prefix: str = "A") -> sp.csc_matrix:
     return sp.csc_matrix((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
@@ -93,8 +96,8 @@ def test_rigid_motion_against_minisim_truth(scored):
     assert rmse <= MAX_MOTION_RMSE_PX
 
 
-@pytest.mark.xfail(strict=True, reason="the rigid estimate on this small, blurred field is noisier than the "
-                                       "motion itself (1.41 vs 0.62 px); remove this mark when it passes")
+@pytest.mark.xfail(strict=True, reason="the rigid estimate on this small field is noisier than the motion "
+                                       "itself (0.94 vs 0.62 px); remove this mark when it passes")
 def test_motion_correction_beats_no_correction(scored):
     _, _, rmse, no_correction = scored
     assert rmse < no_correction

@@ -25,7 +25,7 @@ import numpy as np
 from .warp import sample_rigid_window
 
 TUKEY_C = 4.685
-N_ITER = 3
+N_ITER = 2
 MAX_STEP_PX = 1.5  # a fit moving further than this from the peak has failed: keep the peak
 MIN_INTERIOR_PX = 16  # rows / columns the misfit needs inside the margins
 _CONVERGED_PX = 1e-3
@@ -68,8 +68,9 @@ class RobustShiftRefiner:
         s = start.copy()
         if not self.enabled:
             return s
+        noise = None
         for _ in range(self.n_iter):
-            step = self._step(frame_hp, s)
+            step, noise = self._step(frame_hp, s, noise)
             if step is None:
                 break
             s -= step
@@ -78,15 +79,18 @@ class RobustShiftRefiner:
         # the peak is right to well within a pixel: a fit that wanders further has failed
         return s if np.hypot(*(s - start)) <= MAX_STEP_PX else start
 
-    def _step(self, frame_hp: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+    def _step(self, frame_hp: np.ndarray, s: np.ndarray,
+              noise: float | None) -> tuple[np.ndarray | None, float | None]:
+        """One reweighted Gauss-Newton step and the residual noise level (measured once per frame)."""
         try:
             aligned = sample_rigid_window(frame_hp, s, *self._window)
         except ValueError:  # the shift reached the margin: nothing to refine against
-            return None
+            return None, noise
         r = aligned - self._t
-        noise = _MAD_TO_SIGMA * float(np.median(np.abs(r[self._noise_sample])))
+        if noise is None:
+            noise = _MAD_TO_SIGMA * float(np.median(np.abs(r[self._noise_sample])))
         if not noise > 0:
-            return None
+            return None, noise
         u = r * np.float32(1.0 / (TUKEY_C * noise))
         w = np.maximum(np.float32(1.0) - u * u, np.float32(0.0))
         w *= w
@@ -97,11 +101,11 @@ class RobustShiftRefiner:
         b = np.array([_dot(wgy, r), _dot(wgx, r)], dtype=np.float64)
         det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
         if not det > 1e-12 * max(a[0, 0] * a[1, 1], 1e-30):
-            return None
+            return None, noise
         step = np.array([a[1, 1] * b[0] - a[0, 1] * b[1], a[0, 0] * b[1] - a[1, 0] * b[0]]) / det
         if not np.all(np.isfinite(step)) or np.hypot(*step) > MAX_STEP_PX:
-            return None
-        return step
+            return None, noise
+        return step, noise
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:

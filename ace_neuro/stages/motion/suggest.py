@@ -24,7 +24,7 @@ from ..cnmfe.summary import cnmfe_summary_images
 
 log = logging.getLogger(__name__)
 
-SAMPLE_FRAMES = 400  # frames of the subsample the footprint width is measured on
+SAMPLE_FRAMES = 400  # frames of the subsample the footprint width is measured on (200 was noisy on cortex)
 START_GSIG = (3, 3)
 MIN_FRAMES = 20  # fewer frames give no noise estimate: nothing is suggested  # filter the seeds are found with before their width is measured
 
