@@ -124,3 +124,38 @@ def test_nested_daq_session_found(tmp_path, truth, movie):
     assert s.exists()
     r = open_recording(tmp_path / "x")
     assert r.info.n_frames == len(movie)
+
+
+@pytest.mark.parametrize("writer, video_dir, gone, later", [
+    (write_ucla_v4_session, "Miniscope", "1.avi", "2.avi"),
+    (write_ucla_v3_legacy_session, ".", "msCam2.avi", "msCam3.avi"),
+])
+def test_missing_middle_chunk_is_an_error_naming_it(tmp_path, truth, movie, writer, video_dir, gone, later):
+    """Its timestamps would otherwise be given to the next file's frames."""
+    s = writer(tmp_path / "s", truth, frames_per_file=100)
+    vdir = next(p.parent for p in s.rglob(gone))
+    (vdir / gone).unlink()
+    with pytest.raises(ReaderError) as info:
+        open_recording(s).info
+    assert f"['{gone}'] are missing (before {later})" in str(info.value)
+    assert "filenames=" in str(info.value)
+    first = "0.avi" if gone == "1.avi" else "msCam1.avi"
+    r = open_recording(s, filenames=[first])  # the files before the gap keep their own timestamps
+    np.testing.assert_array_equal(r.read_all(), movie[:100])
+    with pytest.raises(ReaderError, match="missing"):
+        open_recording(s, filenames=[later]).info
+
+
+def test_missing_first_chunk_is_an_error(tmp_path, truth):
+    s = write_ucla_v4_session(tmp_path / "s", truth, frames_per_file=100)
+    (s / "Miniscope" / "0.avi").unlink()
+    with pytest.raises(ReaderError, match=r"\['0.avi'\] are missing \(before 1.avi\)"):
+        open_recording(s).info
+
+
+def test_header_only_timestamps_are_an_error_not_an_empty_movie(tmp_path, truth):
+    s = write_ucla_v4_session(tmp_path / "s", truth, frames_per_file=100)
+    ts = s / "Miniscope" / "timeStamps.csv"
+    ts.write_text(ts.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ReaderError, match="the videos hold 230 frames, the timestamps list 0"):
+        open_recording(s).info

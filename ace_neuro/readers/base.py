@@ -79,6 +79,18 @@ def natural_key(path: Path) -> tuple:
     return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name))
 
 
+def chunk_number(path: Path) -> int:
+    """The number in a chunk's name (``2.avi`` -> 2, ``msCam10.avi`` -> 10), -1 when there is none."""
+    digits = re.findall(r"\d+", path.stem)
+    return int(digits[-1]) if digits else -1
+
+
+def _chunk_name(like: Path, number: int) -> str:
+    """The name chunk ``number`` would have, shaped like ``like`` (``msCam3.avi`` -> ``msCam2.avi``)."""
+    stem = re.sub(r"\d+(?!.*\d)", str(number), like.stem)
+    return stem + like.suffix
+
+
 def _open_capture(path: Path):
     import cv2
 
@@ -223,6 +235,9 @@ class MiniscopeReader(ABC):
     format_name: ClassVar[str] = ""
     #: what :meth:`recognises` looks for, listed when no reader recognises a folder
     looks_for: ClassVar[str] = ""
+    #: number of the first video chunk (``0.avi`` -> 0, ``msCam1.avi`` -> 1); None when the
+    #: format's videos are not numbered chunks of one recording
+    first_chunk_number: ClassVar[int | None] = None
 
     def __init__(self, session_dir: str | os.PathLike, *, filenames: Sequence[str] | None = None):
         self.session_dir = Path(session_dir)
@@ -266,10 +281,33 @@ class MiniscopeReader(ABC):
         chosen = {by_name[n] for n in self.filenames}
         return [f for f in files if f in chosen]
 
+    def _check_chunk_gaps(self, all_files: list[Path], files: list[Path], video_dir: Path) -> None:
+        """Refuse a recording whose numbered chunks have a gap before a selected file.
+
+        Frames are matched to the timestamps by their position in the chunk sequence; a missing
+        chunk would hand its timestamps to the next file's frames.
+        """
+        if self.first_chunk_number is None or not all_files:
+            return
+        numbers = [chunk_number(f) for f in all_files]
+        expected = self.first_chunk_number
+        for f, n in zip(all_files, numbers):
+            if n != expected:
+                missing = [_chunk_name(f, k) for k in range(expected, n)]
+                if any(chunk_number(g) > expected for g in files):
+                    raise ReaderError(
+                        f"{video_dir}: video chunk(s) {missing} are missing (before {f.name}); "
+                        f"the timestamps of their frames would be given to the frames that follow. Copy the "
+                        f"missing file(s) from the acquisition computer, or analyse the files before the gap "
+                        f"with filenames=[...].")
+                return
+            expected += 1
+
     def _scan(self) -> RecordingInfo:
         video_dir, all_files = self._video_dir_and_files()
         all_files = sorted(all_files, key=natural_key)
         files = self._select(all_files, video_dir)
+        self._check_chunk_gaps(all_files, files, video_dir)
         warnings: list[str] = []
         chunks: list[VideoChunk] = []
         shape = None
@@ -294,6 +332,10 @@ class MiniscopeReader(ABC):
             warnings.append(f"{video_dir}: the videos hold {total_video} frames but the timestamps list "
                             f"{len(times)}; using the first {min(total_video, len(times))} of both.")
         n_keep = min(total_video, len(times))
+        if n_keep == 0:
+            raise ReaderError(f"{video_dir}: no frame has both a video frame and a timestamp (the videos hold "
+                              f"{total_video} frames, the timestamps list {len(times)}). Check that the "
+                              f"recording's video and timestamp files were copied whole.")
         times = np.asarray(times[:n_keep], dtype=np.float64)
         numbers = None if numbers is None else np.asarray(numbers[:n_keep])
         dropped, rate = detect_dropped(times, numbers)

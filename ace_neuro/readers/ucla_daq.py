@@ -56,6 +56,7 @@ def find_device_dirs(session_dir: Path, depth: int = 3) -> list[Path]:
 
 class UclaDaqReader(MiniscopeReader):
     format_name = "ucla_daq"
+    first_chunk_number = 0
     looks_for = ("a device folder (e.g. Miniscope/) with metaData.json whose deviceType names a Miniscope, "
                  "timeStamps.csv and 0.avi, 1.avi, ...")
 

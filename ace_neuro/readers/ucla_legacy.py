@@ -25,6 +25,7 @@ _MSCAM = re.compile(r"^msCam(\d+)\.avi$", re.IGNORECASE)
 
 class UclaLegacyV3Reader(MiniscopeReader):
     format_name = "ucla_legacy_v3"
+    first_chunk_number = 1
     looks_for = "msCam1.avi, msCam2.avi, ... and timestamp.dat in the session folder"
 
     @classmethod
