@@ -1,9 +1,9 @@
 """Storing stage outputs: movies and array bundles in zarr, tables in parquet. Atomic, no pickle.
 
-Every write goes to a hidden sibling (``.<name>.tmp-<id>``) and is renamed into
-place only once complete, and a zarr group is marked ``complete`` as its last
-attribute; so a killed run leaves either the previous output or nothing that
-loads, never a half-written asset.
+Every write goes to a hidden sibling (``.<name>.tmp-<host>-<pid>-<id>``) and is renamed into
+place only once complete, and a zarr group is marked ``complete`` as its last attribute; so a
+killed run leaves either the previous output or nothing that loads, never a half-written asset,
+and what a killed writer left is removed at the next write of the same output.
 
 Layout of a movie group::
 
@@ -13,15 +13,19 @@ Layout of a movie group::
     attrs:   frame_rate, shape, dtype, complete, kind="movie", ...
 
 A disabled stage stores an *alias*: a group with ``alias_of`` pointing at its
-input's group, so no movie is copied.
+input's group (relative to the alias's folder, so a storage root can be moved or copied), so no
+movie is copied.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
@@ -46,15 +50,20 @@ class ArrayBundle(Protocol):
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success rename it to ``final`` (replacing any old one)."""
+    """Yield a temporary sibling path; on success rename it to ``final`` (replacing any old one).
+
+    Temporaries are named ``.<name>.tmp-<host>-<pid>-<id>``. Those that a killed writer left
+    beside the same output are removed first (see :func:`remove_stale_temporaries`).
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temporaries(final)
+    tmp = final.parent / f".{final.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
         old = None
         if final.exists() or final.is_symlink():
-            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            old = final.parent / f".{final.name}.old-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
             os.replace(final, old)
         os.replace(tmp, final)
         if old is not None:
@@ -62,6 +71,62 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+LEGACY_TEMP_MAX_AGE_S = 24 * 3600  # temporaries whose writer cannot be identified are removed after this
+
+
+def _owner_tag() -> str:
+    return f"{_host()}-{os.getpid()}"
+
+
+def _host() -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in socket.gethostname())[:40] or "host"
+
+
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` of this machine runs; None where that cannot be asked safely."""
+    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers of ``final`` left beside it; returns what was removed.
+
+    A temporary (``.tmp-``) or replaced output (``.old-``) is stale when its writer, named in it by
+    host and process id, is a process of this machine that no longer runs. One whose writer
+    cannot be checked (another machine, an older naming, Windows) is stale once older than
+    ``LEGACY_TEMP_MAX_AGE_S``.
+    """
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    host = _host()
+    for p in final.parent.glob(f".{glob.escape(final.name)}.*-*"):
+        kind, _, rest = p.name[len(final.name) + 2:].partition("-")
+        if kind not in ("tmp", "old"):
+            continue
+        parts = rest.split("-")
+        alive = None
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+            alive = _pid_alive(int(parts[1]))
+        if alive is None:
+            try:
+                alive = time.time() - p.stat().st_mtime < LEGACY_TEMP_MAX_AGE_S
+            except OSError:
+                continue
+        if not alive:
+            _remove(p)
+            removed.append(p)
+    return removed
 
 
 def _remove(p: Path) -> None:
@@ -170,10 +235,24 @@ def write_alias(alias: MovieAlias, path: str | os.PathLike, *, attrs: Mapping[st
         raise StorageError(f"{path}: a pass-through needs an input stored on disk")
     with atomic_path(path) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
-        g.attrs.update(_json_safe({**(attrs or {}), "kind": "alias", "alias_of": str(alias.source.path),
+        g.attrs.update(_json_safe({**(attrs or {}), "kind": "alias",
+                                   "alias_of": _relative_to_folder(Path(alias.source.path), Path(path).parent),
                                    "reason": alias.reason}))
         g.attrs["complete"] = True
     return Path(path)
+
+
+def _relative_to_folder(target: Path, folder: Path) -> str:
+    """``target`` relative to ``folder`` (so a storage root can be moved or copied), else absolute."""
+    try:
+        return Path(os.path.relpath(Path(target).resolve(), Path(folder).resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(Path(target).resolve())
+
+
+def _alias_target(path: Path, alias_of: str) -> Path:
+    target = Path(alias_of)
+    return target if target.is_absolute() else Path(os.path.normpath(path.parent / target))
 
 
 def _open_complete_group(path: Path):
@@ -195,7 +274,7 @@ def open_movie(path: str | os.PathLike, *, _depth: int = 0) -> Movie:
     if attrs.get("kind") == "alias":
         if _depth > 16:
             raise StorageError(f"{path}: alias chain too long")
-        return open_movie(attrs["alias_of"], _depth=_depth + 1)
+        return open_movie(_alias_target(path, attrs["alias_of"]), _depth=_depth + 1)
     if attrs.get("kind") != "movie":
         raise StorageError(f"{path}: holds '{attrs.get('kind')}', not a movie")
     extras = {}

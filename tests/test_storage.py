@@ -76,6 +76,81 @@ def test_alias_follows_to_source(tmp_path):
     assert not (tmp_path / "b.zarr" / "frames").exists()  # no copy
 
 
+def test_alias_survives_moving_and_copying_the_storage_root(tmp_path):
+    import shutil
+
+    movie = np.arange(24, dtype=np.uint8).reshape(6, 2, 2)
+    root = tmp_path / "root"
+    src = storage.open_movie(storage.write_movie(_stream(movie, np.arange(6.0)), root / "raw_movie" / "1.zarr"))
+    storage.write_alias(MovieAlias(src, "crop disabled"), root / "cropped_movie" / "1.zarr")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    for where in (copy, moved):
+        m = storage.open_movie(where / "cropped_movie" / "1.zarr")
+        np.testing.assert_array_equal(m.frames[:], movie)
+        assert m.path == str(where / "raw_movie" / "1.zarr")  # inside that root, not the old one
+
+
+_SLOW_WRITER = """
+import sys, time
+import numpy as np
+from ace_neuro import storage
+from ace_neuro.movie import MovieStream
+
+def blocks():
+    while True:
+        yield np.zeros((4, 8, 8), np.uint8)
+        print("wrote", flush=True)
+        time.sleep(0.2)
+
+storage.write_movie(MovieStream((10_000, 8, 8), np.dtype(np.uint8), blocks(), np.arange(10_000.0), 10.0), sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and pid checks are POSIX")
+def test_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    import signal
+
+    final = tmp_path / "out" / "1.zarr"
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(final)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().startswith("wrote")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    left = [p.name for p in final.parent.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".1.zarr.tmp-") and f"-{child.pid}-" in left[0]
+    with pytest.raises(storage.StorageError, match="not found"):
+        storage.open_movie(final)
+    # a live writer's temporary (this process) is left alone; the killed one is removed
+    live = final.parent / f".1.zarr.tmp-{storage._owner_tag()}-feedbeef"
+    live.mkdir()
+    movie = np.ones((5, 8, 8), np.uint8)
+    storage.write_movie(_stream(movie, np.arange(5.0)), final)
+    assert sorted(p.name for p in final.parent.iterdir()) == [live.name, "1.zarr"]
+    np.testing.assert_array_equal(storage.open_movie(final).frames[:], movie)
+
+
+def test_temporaries_of_unknown_writers_are_removed_only_when_old(tmp_path):
+    import os
+    import time
+
+    final = tmp_path / "t.parquet"
+    old = tmp_path / ".t.parquet.tmp-1a2b3c4d"  # the naming of earlier versions
+    fresh = tmp_path / ".t.parquet.tmp-9f8e7d6c"
+    other_host = tmp_path / ".t.parquet.tmp-elsewhere-123-abcdef01"
+    for p in (old, fresh, other_host):
+        p.write_text("x")
+    past = time.time() - storage.LEGACY_TEMP_MAX_AGE_S - 60
+    os.utime(old, (past, past))
+    assert storage.remove_stale_temporaries(final) == [old]
+    assert fresh.exists() and other_host.exists()
+
+
 def test_table_round_trip_atomic(tmp_path):
     df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     p = storage.write_table(df, tmp_path / "t.parquet", metadata={"threshold": 2.5})
