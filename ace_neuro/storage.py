@@ -58,12 +58,12 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
-    tmp = final.parent / f".{final.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_sibling(final)
     try:
         yield tmp
         old = None
         if final.exists() or final.is_symlink():
-            old = final.parent / f".{final.name}.old-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
+            old = temporary_sibling(final, "old")
             os.replace(final, old)
         os.replace(tmp, final)
         if old is not None:
@@ -74,6 +74,12 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
 
 LEGACY_TEMP_MAX_AGE_S = 24 * 3600  # temporaries whose writer cannot be identified are removed after this
+
+
+def temporary_sibling(final: str | os.PathLike, kind: str = "tmp") -> Path:
+    """A fresh hidden name beside ``final`` that names its writer: ``.<name>.<kind>-<host>-<pid>-<id>``."""
+    final = Path(final)
+    return final.parent / f".{final.name}.{kind}-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
 
 
 def _owner_tag() -> str:

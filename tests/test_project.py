@@ -183,3 +183,61 @@ def test_interrupted_save_leaves_file_intact(project, monkeypatch):
         save_crop_coords(proj, 96, (1, 2, 3, 4))
     assert path.read_bytes() == before
     assert [p.name for p in proj.iterdir() if p.name.startswith(".")] == []
+
+
+def test_save_crop_keeps_a_cp1252_file_cp1252(project):
+    proj, _ = project
+    path = proj / "analysis_parameters.csv"
+    text = PARAMETERS.replace('97,R230706B,None', '97,R230706B caf\u00e9 \u00b5m,None')
+    path.write_bytes(text.encode("cp1252"))
+    before = path.read_bytes()
+    save_crop_coords(proj, 97, (1, 2, 3, 4))
+    after = path.read_bytes()
+    assert "caf\u00e9 \u00b5m".encode("cp1252") in after and "caf\u00e9".encode("utf-8") not in after
+    old_lines, new_lines = before.split(b"\r\n"), after.split(b"\r\n")
+    assert new_lines[3] == old_lines[3] + b',"(1, 2, 3, 4)"' and new_lines[4] == old_lines[4]
+    assert Project.load(proj).parameter_values(97)["crop_coords"] == (1, 2, 3, 4)
+
+
+def test_save_crop_writes_through_a_symlink(project, tmp_path):
+    proj, _ = project
+    shared = tmp_path / "lab_share" / "analysis_parameters.csv"
+    shared.parent.mkdir()
+    (proj / "analysis_parameters.csv").replace(shared)
+    (proj / "analysis_parameters.csv").symlink_to(shared)
+    save_crop_coords(proj, 97, (1, 2, 3, 4))
+    assert (proj / "analysis_parameters.csv").is_symlink()
+    assert b'"(1, 2, 3, 4)"' in shared.read_bytes()
+    assert [p.name for p in shared.parent.iterdir()] == ["analysis_parameters.csv"]
+
+
+def test_save_crop_refuses_a_read_only_file(project):
+    import stat
+
+    proj, _ = project
+    path = proj / "analysis_parameters.csv"
+    before = path.read_bytes()
+    path.chmod(0o444)
+    try:
+        with pytest.raises(ProjectError, match="read-only.*not saved"):
+            save_crop_coords(proj, 97, (1, 2, 3, 4))
+        assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444
+    finally:
+        path.chmod(0o644)
+
+
+def test_killed_save_leaves_no_temporary_after_the_next_save(project):
+    """A save killed before its rename leaves a temporary; the next save of the file removes it."""
+    import subprocess
+    import sys
+
+    proj, _ = project
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    from ace_neuro import storage
+
+    host = storage._owner_tag().rsplit("-", 1)[0]
+    left = proj / f".analysis_parameters.csv.tmp-{host}-{dead.pid}-0badf00d"
+    left.write_text("half a file")
+    save_crop_coords(proj, 97, (1, 2, 3, 4))
+    assert [p.name for p in proj.iterdir() if p.name.startswith(".")] == []

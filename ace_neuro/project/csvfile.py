@@ -9,9 +9,10 @@ the raw span of every field.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..storage import remove_stale_temporaries, temporary_sibling
 
 
 class CsvFormatError(ValueError):
@@ -38,6 +39,7 @@ class CsvText:
     text: str
     bom: bool
     records: tuple[Record, ...]
+    encoding: str = "utf-8"  # "utf-8", or "cp1252" for files Excel saved on Windows
 
     @property
     def header(self) -> tuple[str, ...]:
@@ -55,11 +57,13 @@ def read_csv_text(path: str | os.PathLike) -> CsvText:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found. Check the project path.") from None
     bom = raw.startswith(b"\xef\xbb\xbf")
+    encoding = "utf-8"
     try:
         text = raw[3:].decode("utf-8") if bom else raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("cp1252")  # files saved by Excel on Windows
-    return CsvText(path=path, text=text, bom=bom, records=tuple(scan_records(text, path)))
+        encoding = "cp1252"  # files saved by Excel on Windows
+        text = raw.decode(encoding)
+    return CsvText(path=path, text=text, bom=bom, records=tuple(scan_records(text, path)), encoding=encoding)
 
 
 def scan_records(text: str, path: Path | str = "<csv>") -> list[Record]:
@@ -161,19 +165,36 @@ def set_cell(csv: CsvText, record_index: int, column: str, value: str) -> str:
     return "".join(pieces)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, *, bom: bool = False) -> None:
-    """Write text beside the target and rename it into place (never a half-written file)."""
+class ReadOnlyFileError(PermissionError):
+    """The file to update may not be written (its permissions say so)."""
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, bom: bool = False, encoding: str = "utf-8") -> Path:
+    """Write text beside the target and rename it into place (never a half-written file).
+
+    A symbolic link is written through (its target is replaced, the link stays); a read-only
+    target is refused (:class:`ReadOnlyFileError`), not replaced; ``encoding`` is the file's own
+    (see :attr:`CsvText.encoding`). What an earlier, killed write left beside the file is removed.
+    Returns the path written.
+    """
     path = Path(path)
-    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = path.resolve() if path.is_symlink() else path
+    # the permission bits, not only os.access: a file marked read-only stays unchanged even for root
+    if target.exists() and (not os.access(target, os.W_OK) or not target.stat().st_mode & 0o222):
+        raise ReadOnlyFileError(f"{path}: the file is read-only, so it was not changed. Make it writable "
+                                f"(e.g. chmod u+w) and save again.")
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding)
+    remove_stale_temporaries(target)
+    tmp = temporary_sibling(target)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return target

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from ..params import ParameterError, PipelineParams, build_pipeline_params, unknown_parameter_names
 from .cells import format_tuple, parse_cell, parse_number
-from .csvfile import CsvText, quote_field, read_csv_text, scan_records, set_cell, write_text_atomic
+from .csvfile import (CsvText, ReadOnlyFileError, quote_field, read_csv_text, scan_records, set_cell,
+                      write_text_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,10 @@ def save_crop_coords(project_path: str | os.PathLike, line_num: int, coords) -> 
         text = set_cell(csv, rows[int(line_num)][0], "crop_coords", value)
     else:
         text = _append_row(csv, int(line_num), value)
-    write_text_atomic(path, text, bom=csv.bom)
+    try:
+        write_text_atomic(path, text, bom=csv.bom, encoding=csv.encoding)
+    except ReadOnlyFileError as exc:
+        raise ProjectError(f"{exc} The crop coordinates {value} for line {int(line_num)} were not saved.") from None
     return path
 
 
