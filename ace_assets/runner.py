@@ -83,6 +83,15 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
     return runs
 
 
+#: error classes of a step stopped by Ctrl-C / SIGINT (Dagster turns the interrupt into the first)
+INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "KeyboardInterrupt"})
+
+
+def was_interrupted(failures: list[tuple[str, str, str]]) -> bool:
+    """Whether any of :func:`step_failures` is an interrupt rather than an error."""
+    return any(cls in INTERRUPTION_ERRORS for _, cls, _ in failures)
+
+
 def step_failures(instance: DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
     """(step, error class, message) of each failed step of a run, user errors unwrapped."""
     out = []
@@ -106,5 +115,5 @@ def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> s
 
 
 
-__all__ = ["LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id", "materialize_lines",
-           "step_failures"]
+__all__ = ["INTERRUPTION_ERRORS", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
+           "materialize_lines", "step_failures", "was_interrupted"]

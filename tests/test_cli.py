@@ -325,3 +325,34 @@ def test_filenames_that_match_no_video_fail_up_front(demo, tmp_path):
                                 storage_root=tmp_path / "out", filenames=["0.avi", "nope.avi"])
     assert info.value.stage == "raw data" and "nope.avi" in info.value.problem and "0.avi" in info.value.problem
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
+    """A real SIGINT while a stage runs: exit 130, the documented message, no Dagster error noise."""
+    import signal
+    import time
+
+    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
+                              frames_per_file=200, seed=2)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    log_path = tmp_path / "cli.log"
+    with open(log_path, "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96",
+                                  "--project-path", str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"),
+                                  "--storage-root", str(tmp_path / "out"), "--headless"],
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while "motion_corrected_movie started" not in log_path.read_text():
+                assert child.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            child.send_signal(signal.SIGINT)
+            status = child.wait(timeout=120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    text = log_path.read_text()
+    assert status == 130, text
+    assert "interrupted; finished stages are stored" in text
+    assert "unexpected" not in text and "DagsterExecutionInterruptedError" not in text

@@ -241,3 +241,18 @@ def test_killed_save_leaves_no_temporary_after_the_next_save(project):
     left.write_text("half a file")
     save_crop_coords(proj, 97, (1, 2, 3, 4))
     assert [p.name for p in proj.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda p: p.unlink(), r"experiments.csv: file not found. Check the project path"),
+    (lambda p: (p.unlink(), p.mkdir()), r"experiments.csv: is a folder, not a CSV file"),
+    (lambda p: p.write_bytes(EXPERIMENTS.encode().replace(b"saline", b"sal\x81ne")),
+     r"experiments.csv: line 4: byte 0x81 is neither UTF-8 nor Windows-1252 text"),
+    (lambda p: p.write_bytes(EXPERIMENTS.encode() + b'98,"R1,230903,sess\r\n'),
+     r"experiments.csv: line 7: a quoted cell is never closed"),
+])
+def test_unreadable_experiments_file_is_a_project_error_naming_it(project, spoil, message):
+    proj, data = project
+    spoil(proj / "experiments.csv")
+    with pytest.raises(ProjectError, match=message):
+        Project.load(proj, data)

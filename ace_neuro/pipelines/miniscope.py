@@ -661,9 +661,12 @@ class _RunContext:
             self.materialise(remaining)
 
     def _failure(self, run) -> PipelineError:
-        from ace_assets.runner import step_failures
+        """The error to raise for a failed run; a run stopped by Ctrl-C raises KeyboardInterrupt."""
+        from ace_assets.runner import step_failures, was_interrupted
 
         failures = step_failures(self.instance, run.run_id)
+        if was_interrupted(failures):
+            raise KeyboardInterrupt
         if not failures:
             return PipelineError(run.error or "the run failed before any stage started", stage="run",
                                  line_num=self.line_num, file=self.session_dir, run_id=run.run_id,
@@ -802,7 +805,7 @@ def run_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (0 success, 1 handled error)."""
+    """The command line; returns the exit status (0 success, 1 handled error, 130 interrupted; argparse exits 2)."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet)
     if args.headless:

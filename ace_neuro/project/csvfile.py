@@ -15,8 +15,12 @@ from pathlib import Path
 from ..storage import remove_stale_temporaries, temporary_sibling
 
 
-class CsvFormatError(ValueError):
-    """The file is not CSV we can read (e.g. an unterminated quote)."""
+class ProjectError(ValueError):
+    """A problem with the user's project files; the message names file, row, column and fix."""
+
+
+class CsvFormatError(ProjectError):
+    """The file is not CSV we can read (e.g. an unterminated quote, or bytes that are not text)."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +59,25 @@ def read_csv_text(path: str | os.PathLike) -> CsvText:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found. Check the project path.") from None
+        raise ProjectError(f"{path}: file not found. Check the project path: it must hold experiments.csv "
+                           f"and analysis_parameters.csv.") from None
+    except IsADirectoryError:
+        raise ProjectError(f"{path}: is a folder, not a CSV file. Put the lab's CSV file there.") from None
+    except PermissionError:
+        raise ProjectError(f"{path}: cannot be read (permission denied). Make the file readable.") from None
     bom = raw.startswith(b"\xef\xbb\xbf")
     encoding = "utf-8"
     try:
         text = raw[3:].decode("utf-8") if bom else raw.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as utf8_error:
         encoding = "cp1252"  # files saved by Excel on Windows
-        text = raw.decode(encoding)
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            at = utf8_error.start + (3 if bom else 0)
+            line = raw[:at].count(b"\n") + 1
+            raise CsvFormatError(f"{path}: line {line}: byte 0x{raw[at]:02x} is neither UTF-8 nor Windows-1252 "
+                                 f"text. Open the file in a spreadsheet program and save it as 'CSV UTF-8'.") from None
     return CsvText(path=path, text=text, bom=bom, records=tuple(scan_records(text, path)), encoding=encoding)
 
 

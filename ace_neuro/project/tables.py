@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..params import ParameterError, PipelineParams, build_pipeline_params, unknown_parameter_names
 from .cells import format_tuple, parse_cell, parse_number
-from .csvfile import (CsvText, ReadOnlyFileError, quote_field, read_csv_text, scan_records, set_cell,
+from .csvfile import (CsvText, ProjectError, ReadOnlyFileError, quote_field, read_csv_text, scan_records, set_cell,
                       write_text_atomic)
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ METADATA_PARAMETER_COLUMNS = frozenset({
     "ephys directory", "indices of TTL events to delete", "zero time (s)",
     "periods of high slow wave power (s)", "comments", "notes",
 })
-
-
-class ProjectError(ValueError):
-    """A problem with the user's project files; the message names file, row, column and fix."""
 
 
 @dataclass(frozen=True)
