@@ -356,3 +356,18 @@ def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
     assert status == 130, text
     assert "interrupted; finished stages are stored" in text
     assert "unexpected" not in text and "DagsterExecutionInterruptedError" not in text
+
+
+def test_duplicate_line_in_the_parameters_file_names_that_file(demo, tmp_path):
+    project, data = demo
+    par = project / "analysis_parameters.csv"
+    lines = par.read_text().splitlines(keepends=True)
+    row96 = next(line for line in lines if line.startswith("96,"))
+    par.write_text("".join(lines) + row96)
+    with pytest.raises(PipelineError) as info:
+        MiniscopePipeline().run(line_num=96, project_path=project, data_path=data, headless=True,
+                                storage_root=tmp_path / "out")
+    err = info.value
+    assert err.stage == "project" and Path(err.file) == par
+    assert "appears twice" in err.problem and "analysis_parameters.csv" in err.hint
+    assert "experiments.csv" not in err.hint

@@ -106,8 +106,11 @@ def test_design_errors(params, fs, needle):
 
 
 def test_short_trace_error():
-    with pytest.raises(PhaseError, match="needs at least"):
+    with pytest.raises(PhaseError, match="needs at least.*or use ftype 'butter'"):
         compute_phase(np.sin(np.arange(500) / 5.0), FS, FilterParams(ftype="fir"))
+    with pytest.raises(PhaseError, match="needs at least") as info:  # already butter: no advice to use it
+        compute_phase(np.sin(np.arange(5) / 5.0), FS, FilterParams(ftype="butter"))
+    assert "use ftype" not in str(info.value)
     with pytest.raises(PhaseError, match="NaN"):
         compute_phase(np.r_[np.nan, np.zeros(100)], FS, FilterParams())
 

@@ -159,3 +159,20 @@ def test_header_only_timestamps_are_an_error_not_an_empty_movie(tmp_path, truth)
     ts.write_text(ts.read_text().splitlines()[0] + "\n")
     with pytest.raises(ReaderError, match="the videos hold 230 frames, the timestamps list 0"):
         open_recording(s).info
+
+
+def test_invalid_device_metadata_is_named_not_unrecognised(tmp_path, truth):
+    s = write_ucla_v4_session(tmp_path / "s", truth, frames_per_file=100)
+    meta = s / "Miniscope" / "metaData.json"
+    meta.write_text(meta.read_text()[:-3])  # cut short, as a failed copy leaves it
+    with pytest.raises(ReaderError, match=r"Miniscope/metaData.json: not valid JSON \(line \d+, column \d+"):
+        open_recording(s).info
+
+
+def test_single_frame_recording_is_an_error_not_a_nan_frame_rate(tmp_path, truth):
+    s = write_ucla_v4_session(tmp_path / "s", truth, frames_per_file=100)
+    ts = s / "Miniscope" / "timeStamps.csv"
+    lines = ts.read_text().splitlines()
+    ts.write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(ReaderError, match="holds a single frame"):
+        open_recording(s).info

@@ -515,10 +515,11 @@ class MiniscopePipeline:
             project.experiment(line_num)
             session_dir = project.session_dir(line_num)
         except ProjectError as exc:
-            raise PipelineError(str(exc), stage="project", line_num=line_num,
-                                file=Path(project_path) / "experiments.csv", error_class="ProjectError",
-                                hint="correct experiments.csv (or the --line-num / --data-path given), then run "
-                                     "again.") from exc
+            file = getattr(exc, "file", None) or Path(project_path) / "experiments.csv"
+            raise PipelineError(str(exc), stage="project", line_num=line_num, file=file,
+                                error_class=type(exc).__name__,
+                                hint=f"correct {Path(file).name} (or the --line-num / --data-path given), then "
+                                     f"run again.") from exc
         try:
             overrides = parameter_overrides(explicit)
             build_pipeline_params(overrides, source="the arguments given")

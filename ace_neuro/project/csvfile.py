@@ -16,7 +16,14 @@ from ..storage import remove_stale_temporaries, temporary_sibling
 
 
 class ProjectError(ValueError):
-    """A problem with the user's project files; the message names file, row, column and fix."""
+    """A problem with the user's project files; the message names file, row, column and fix.
+
+    ``file`` is the project file at fault when it is known (front ends show it and its fix).
+    """
+
+    def __init__(self, message: str, *, file: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.file = None if file is None else Path(file)
 
 
 class CsvFormatError(ProjectError):
@@ -60,11 +67,11 @@ def read_csv_text(path: str | os.PathLike) -> CsvText:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ProjectError(f"{path}: file not found. Check the project path: it must hold experiments.csv "
-                           f"and analysis_parameters.csv.") from None
+                           f"and analysis_parameters.csv.", file=path) from None
     except IsADirectoryError:
-        raise ProjectError(f"{path}: is a folder, not a CSV file. Put the lab's CSV file there.") from None
+        raise ProjectError(f"{path}: is a folder, not a CSV file. Put the lab's CSV file there.", file=path) from None
     except PermissionError:
-        raise ProjectError(f"{path}: cannot be read (permission denied). Make the file readable.") from None
+        raise ProjectError(f"{path}: cannot be read (permission denied). Make the file readable.", file=path) from None
     bom = raw.startswith(b"\xef\xbb\xbf")
     encoding = "utf-8"
     try:
@@ -77,7 +84,7 @@ def read_csv_text(path: str | os.PathLike) -> CsvText:
             at = utf8_error.start + (3 if bom else 0)
             line = raw[:at].count(b"\n") + 1
             raise CsvFormatError(f"{path}: line {line}: byte 0x{raw[at]:02x} is neither UTF-8 nor Windows-1252 "
-                                 f"text. Open the file in a spreadsheet program and save it as 'CSV UTF-8'.") from None
+                                 f"text. Open the file in a spreadsheet program and save it as 'CSV UTF-8'.", file=path) from None
     return CsvText(path=path, text=text, bom=bom, records=tuple(scan_records(text, path)), encoding=encoding)
 
 
@@ -97,7 +104,7 @@ def scan_records(text: str, path: Path | str = "<csv>") -> list[Record]:
                 while True:
                     if i >= n:
                         raise CsvFormatError(f"{path}: line {rec_line}: a quoted cell is never closed. "
-                                             f"Open the file in a spreadsheet program and save it again.")
+                                             f"Open the file in a spreadsheet program and save it again.", file=path)
                     c = text[i]
                     if c == '"':
                         if i + 1 < n and text[i + 1] == '"':

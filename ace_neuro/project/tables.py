@@ -96,15 +96,15 @@ def _index_rows(csv: CsvText, *, required: tuple[str, ...]) -> dict[int, tuple[i
     """line number -> (record index, row) for one of the lab's wide CSV files."""
     header = csv.header
     if not header:
-        raise ProjectError(f"{csv.path}: the file is empty. It needs a header row with '{KEY}'.")
+        raise ProjectError(f"{csv.path}: the file is empty. It needs a header row with '{KEY}'.", file=csv.path)
     missing = [c for c in required if c not in header]
     if missing:
         raise ProjectError(f"{csv.path}, row 1 (header): missing column(s) {missing}. "
-                           f"Columns found: {list(h for h in header if h)}.")
+                           f"Columns found: {list(h for h in header if h)}.", file=csv.path)
     dupes = sorted({h for h in header if h and header.count(h) > 1})
     if dupes:
         raise ProjectError(f"{csv.path}, row 1 (header): column(s) {dupes} appear more than once. "
-                           f"Rename or delete the copies.")
+                           f"Rename or delete the copies.", file=csv.path)
     out: dict[int, tuple[int, dict[str, str]]] = {}
     for idx, rec in enumerate(csv.records[1:], start=1):
         if _is_empty(rec.values):
@@ -113,7 +113,7 @@ def _index_rows(csv: CsvText, *, required: tuple[str, ...]) -> dict[int, tuple[i
         key_text = row.get(KEY, "").strip()
         if not key_text:
             raise ProjectError(f"{csv.path}, row {rec.line}, column '{KEY}': the cell is empty but the row has "
-                               f"data. Give the row its line number, or delete the row.")
+                               f"data. Give the row its line number, or delete the row.", file=csv.path)
         key = _parse_line_number(key_text)
         if key is None:
             log.debug("%s row %d: '%s' is not a line number; treated as a documentation row",
@@ -122,7 +122,8 @@ def _index_rows(csv: CsvText, *, required: tuple[str, ...]) -> dict[int, tuple[i
         if key in out:
             first = csv.records[out[key][0]].line
             raise ProjectError(f"{csv.path}, rows {first} and {rec.line}, column '{KEY}': line number {key} "
-                               f"appears twice. Each session needs its own line number; delete or renumber one.")
+                               f"appears twice. Each session needs its own line number; delete or renumber one.",
+                               file=csv.path)
         out[key] = (idx, row)
     return out
 

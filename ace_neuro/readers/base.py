@@ -332,6 +332,10 @@ class MiniscopeReader(ABC):
             warnings.append(f"{video_dir}: the videos hold {total_video} frames but the timestamps list "
                             f"{len(times)}; using the first {min(total_video, len(times))} of both.")
         n_keep = min(total_video, len(times))
+        if n_keep == 1:
+            raise ReaderError(f"{video_dir}: the recording holds a single frame; measuring its frame rate (and "
+                              f"any analysis over time) needs at least two. Check that the recording was "
+                              f"copied whole.")
         if n_keep == 0:
             raise ReaderError(f"{video_dir}: no frame has both a video frame and a timestamp (the videos hold "
                               f"{total_video} frames, the timestamps list {len(times)}). Check that the "

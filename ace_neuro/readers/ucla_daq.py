@@ -35,9 +35,28 @@ def _is_miniscope_device_dir(d: Path) -> bool:
     try:
         info = json.loads(meta.read_text())
     except (OSError, ValueError):
+        # a damaged metaData.json beside the DAQ's numbered videos is still a device folder: the
+        # reader then says what is wrong with the file instead of "no reader recognises"
+        return any(p.stem.isdigit() for p in d.glob("*.avi"))
+    if not isinstance(info, dict):
         return False
     kind = str(info.get("deviceType", "")) + " " + str(info.get("deviceName", ""))
     return "miniscope" in kind.lower()
+
+
+def read_device_metadata(path: Path) -> dict:
+    """The device's ``metaData.json``; a file that is not a JSON object is a ReaderError naming the spot."""
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReaderError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). The DAQ "
+                          f"software writes this file; copy it again from the acquisition computer.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReaderError(f"{path}: cannot be read ({exc}). Copy it again from the acquisition computer.") from None
+    if not isinstance(info, dict):
+        raise ReaderError(f"{path}: holds a JSON {type(info).__name__}, not the DAQ's object of settings. Copy it "
+                          f"again from the acquisition computer.")
+    return info
 
 
 def find_device_dirs(session_dir: Path, depth: int = 3) -> list[Path]:
@@ -95,7 +114,7 @@ class UclaDaqReader(MiniscopeReader):
         if np.isnan(times_ms).any():
             row = int(np.flatnonzero(np.isnan(times_ms))[0]) + 2
             raise ReaderError(f"{path}, row {row}, column 'Time Stamp (ms)': not a number.")
-        meta = json.loads((d / DEVICE_META).read_text())
+        meta = read_device_metadata(d / DEVICE_META)
         session_meta = self.session_dir / DEVICE_META
         if session_meta.is_file() and session_meta != d / DEVICE_META:
             try:

@@ -171,10 +171,10 @@ def apply_filter(x: np.ndarray, design: FilterDesign) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     if n < design.min_samples:
+        other = " or use ftype 'butter' (it needs far fewer samples)" if design.ftype == "fir" else ""
         raise PhaseError(
             f"the trace has {n} samples but the {design.ftype} {design.btype} filter at {design.edges_hz} Hz needs at "
-            f"least {design.min_samples} for zero-phase filtering; record longer, raise the low cut-off or use "
-            f"ftype 'butter'"
+            f"least {design.min_samples} for zero-phase filtering; record longer or raise the low cut-off{other}"
         )
     if design.sos is not None:
         return sosfiltfilt(design.sos, x, axis=-1)
