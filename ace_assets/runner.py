@@ -7,12 +7,13 @@ runs show up in the UI afterwards.
 import logging
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, RunsFilter, materialize
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from resources import ProjectResource
 
@@ -46,6 +47,49 @@ def get_instance() -> DagsterInstance:
     return DagsterInstance.ephemeral()
 
 
+#: tags naming the process that executes a run in-process (the lab's CLI and API), so a run whose
+#: process was killed can be recognised as dead by the next one
+HOST_TAG, PID_TAG = "ace/host", "ace/pid"
+_UNFINISHED = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+               DagsterRunStatus.CANCELING)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would interrupt it there; assume alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the unfinished runs whose executing process on this machine is gone; free their slots.
+
+    A run executed in-process (the CLI, ``MiniscopePipeline``) that is killed (SIGKILL, a crash, a
+    closed laptop lid) stays STARTED in the instance and keeps its ``heavy`` pool slot, so every
+    later run would wait for that slot forever. Runs launched by the daemon are watched by
+    Dagster's run monitoring instead (``run_monitoring`` in dagster.yaml). Returns the run ids failed.
+    """
+    failed = []
+    host = socket.gethostname()
+    for record in instance.get_run_records(filters=RunsFilter(statuses=list(_UNFINISHED))):
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG, "")
+        if run.tags.get(HOST_TAG) != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"the process that ran it (pid {pid} on {host}) is gone: it was "
+                                                f"killed or crashed; marked failed and its pool slots freed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append(run.run_id)
+    return failed
+
+
 def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str | None, storage_root: str,
                       overrides: Mapping[str, Any] | None = None, instance: DagsterInstance | None = None,
                       selection=None, raise_on_error: bool = False,
@@ -57,6 +101,8 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
     from .definitions import all_assets, all_checks, build_resources
 
     instance = instance or get_instance()
+    for run_id in fail_dead_runs(instance):
+        log.warning("run %s was left unfinished by a killed process: marked failed, its pool slots freed", run_id)
     project = ProjectResource(project_path=str(project_path), data_path=str(data_path or ""),
                               overrides=dict(overrides or {}))
     sync_line_partitions(instance, project.load())
@@ -66,7 +112,8 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
         t0 = time.perf_counter()
         result = materialize([*all_assets(), *all_checks()], instance=instance, resources=resources,
                              partition_key=str(line), raise_on_error=raise_on_error, selection=selection,
-                             tags={"ace/line": str(line)}, run_config=run_config)
+                             tags={"ace/line": str(line), HOST_TAG: socket.gethostname(),
+                                   PID_TAG: str(os.getpid())}, run_config=run_config)
         run = LineRun(line_num=int(line), success=result.success, run_id=result.run_id,
                       seconds=time.perf_counter() - t0)
         for stat in instance.get_run_step_stats(result.run_id):
@@ -115,5 +162,5 @@ def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> s
 
 
 
-__all__ = ["INTERRUPTION_ERRORS", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
+__all__ = ["INTERRUPTION_ERRORS", "fail_dead_runs", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
            "materialize_lines", "step_failures", "was_interrupted"]

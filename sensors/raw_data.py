@@ -102,7 +102,14 @@ def analysed_lines(instance: DagsterInstance, root_keys) -> set[str]:
 
 
 def active_lines(instance: DagsterInstance) -> set[str]:
-    """Lines with a queued, starting or running run (any trigger: UI, backfill, this sensor)."""
+    """Lines with a queued, starting or running run (any trigger: UI, backfill, this sensor).
+
+    Runs left unfinished by a killed CLI process are marked failed first, so their line is not
+    "active" forever.
+    """
+    from ace_assets.runner import fail_dead_runs
+
+    fail_dead_runs(instance)
     records = instance.get_run_records(filters=RunsFilter(statuses=list(ACTIVE_STATUSES)))
     return {r.dagster_run.tags["dagster/partition"] for r in records if "dagster/partition" in r.dagster_run.tags}
 

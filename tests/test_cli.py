@@ -371,3 +371,41 @@ def test_duplicate_line_in_the_parameters_file_names_that_file(demo, tmp_path):
     assert err.stage == "project" and Path(err.file) == par
     assert "appears twice" in err.problem and "analysis_parameters.csv" in err.hint
     assert "experiments.csv" not in err.hint
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_killed_run_does_not_block_the_next_one(tmp_path):
+    """SIGKILL a CLI run while it holds the only 'heavy' slot; the next run must not wait for it."""
+    import signal
+    import time
+
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # pool 'heavy' limited to 1 slot
+    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
+                              frames_per_file=200, seed=2)
+    args = [sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96", "--project-path",
+            str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"), "--storage-root",
+            str(tmp_path / "out"), "--headless"]
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while "motion_corrected_movie started" not in log_path.read_text():
+                assert first.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=60)
+        finally:
+            if first.poll() is None:
+                first.kill()
+    second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "left unfinished by a killed process" in second.stdout + second.stderr
+    with DagsterInstance.from_config(str(home)) as instance:
+        statuses = {r.dagster_run.status for r in instance.get_run_records()}
+    assert DagsterRunStatus.FAILURE in statuses and DagsterRunStatus.SUCCESS in statuses

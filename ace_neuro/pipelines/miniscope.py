@@ -633,8 +633,11 @@ class _RunContext:
 
     def materialise(self, selection: Sequence[str] | None) -> None:
         """Run the graph (or ``selection``, asset names) for the line; raise PipelineError on failure."""
-        from ace_assets.runner import materialize_lines
+        from ace_assets.runner import fail_dead_runs, materialize_lines
 
+        for run_id in fail_dead_runs(self.instance):
+            log.warning("run %s was left unfinished by a killed process: marked failed, its pool slots freed",
+                        run_id)
         what = "every stage" if selection is None else (
             ", ".join(selection) if len(selection) <= 4 else f"{len(selection)} stages")
         log.info("line %d: running %s", self.line_num, what)
