@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
+from ace_neuro.storage import process_alive
 from resources import ProjectResource
 
 from .partitions import LINES_PARTITION, sync_line_partitions
@@ -54,18 +55,6 @@ _UNFINISHED = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterR
                DagsterRunStatus.CANCELING)
 
 
-def _process_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would interrupt it there; assume alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_runs(instance: DagsterInstance) -> list[str]:
     """Mark failed the unfinished runs whose executing process on this machine is gone; free their slots.
 
@@ -81,7 +70,7 @@ def fail_dead_runs(instance: DagsterInstance) -> list[str]:
         pid = run.tags.get(PID_TAG, "")
         if run.tags.get(HOST_TAG) != host or not pid.isdigit() or int(pid) == os.getpid():
             continue
-        if _process_alive(int(pid)):
+        if process_alive(int(pid)) is not False:  # alive, or cannot be asked (Windows)
             continue
         instance.report_run_failed(run, message=f"the process that ran it (pid {pid} on {host}) is gone: it was "
                                                 f"killed or crashed; marked failed and its pool slots freed")

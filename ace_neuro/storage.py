@@ -90,7 +90,7 @@ def _host() -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in socket.gethostname())[:40] or "host"
 
 
-def _pid_alive(pid: int) -> bool | None:
+def process_alive(pid: int) -> bool | None:
     """Whether process ``pid`` of this machine runs; None where that cannot be asked safely."""
     if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there
         return None
@@ -123,7 +123,7 @@ def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
         parts = rest.split("-")
         alive = None
         if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
-            alive = _pid_alive(int(parts[1]))
+            alive = process_alive(int(parts[1]))
         if alive is None:
             try:
                 alive = time.time() - p.stat().st_mtime < LEGACY_TEMP_MAX_AGE_S
