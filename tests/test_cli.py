@@ -124,6 +124,8 @@ def test_cli_failed_stage_names_stage_line_file_and_fix(demo, tmp_path):
     assert len(errors) == 1, r.stderr
     assert "line 97" in errors[0] and "CorruptVideoError" in errors[0] and str(video) in errors[0]
     assert "what to do: check the session folder" in r.stderr
+    assert "Not executing" not in r.stderr  # the stages skipped after the failure are counted, not listed
+    assert "later stages and checks were not run" in r.stderr
 
 
 # --------------------------------------------------------------------------- arguments and defaults

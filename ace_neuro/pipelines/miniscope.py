@@ -231,6 +231,10 @@ def _check_step_names() -> set[str]:
     return {c.node_def.name for c in all_checks()}
 
 
+#: how Dagster's executor says it skips a step whose upstream failed
+_SKIPPED_STEP_MESSAGE = "Dependencies for step"
+
+
 class _StageProgress:
     """Logs each stage's start and end (with timings) while a run executes in this process.
 
@@ -252,6 +256,7 @@ class _StageProgress:
         self._check_steps = _check_step_names()
         self.checks_passed = 0
         self.checks_failed = 0
+        self.skipped: set[str] = set()  # steps not run because an upstream stage failed
 
     def __enter__(self) -> "_StageProgress":
         RUN_IN_PROGRESS.set()
@@ -267,6 +272,9 @@ class _StageProgress:
             log.log(logging.WARNING if self.checks_failed else logging.INFO,
                     "line %s: quality checks: %d passed, %d did not pass", self.line, self.checks_passed,
                     self.checks_failed)
+        if self.skipped:
+            log.info("line %s: %d later stages and checks were not run (they need the failed one)", self.line,
+                     len(self.skipped))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -287,7 +295,10 @@ class _StageProgress:
     def _report(self, record) -> None:
         ev = record.dagster_event
         step = record.step_key or "?"
-        if ev is None:  # a message logged by a stage (context.log)
+        if ev is None:  # a message logged by a stage (context.log), or by Dagster's executor
+            if record.user_message.startswith(_SKIPPED_STEP_MESSAGE):
+                self.skipped.add(step)  # one per stage after a failure: said once, with the failure
+                return
             if record.level >= logging.WARNING:
                 message = re.sub(rf"^line {self.line}: ", "", record.user_message)
                 log.log(record.level, "line %s: %s: %s", self.line, step, message)
