@@ -18,10 +18,11 @@ one neuron only; expressing every pixel in the basis of the two edges gives the 
 
 A component is split only if the second eigenvalue clears the noise edge by a margin, the two
 footprints differ (cosine below ``MAX_SPLIT_COSINE``), both carry a real share of the energy and
-their peaks lie apart. The first footprint replaces the component; the second neuron's peak
-becomes a seed of the residual search, which extracts its trace and footprint like any other
-seed. Two halves of one neuron would have the same trace, so merging (``merge_thr``) would join
-them again: a wrong split costs time, not a neuron.
+their peaks lie apart. The component's pixels are then shared between the two neurons in
+proportion to their footprints, the second neuron is appended as a new component with the
+component's trace for now (so ``A C`` is unchanged), and the engine's next temporal update
+demixes the two traces. Two halves of one neuron would have the same trace, so merging
+(``merge_thr``) would join them again: a wrong split costs time, not a neuron.
 
 The statistics are gathered while the residual search streams the residual movie, from at most
 ``MAX_FRAMES`` frames (whole blocks, spread over the recording), so no pass is added.
@@ -60,7 +61,7 @@ class Split:
     kept, other : ndarray, float
         The footprint that stays with the component and the other neuron's, on ``pixels``.
     seed : (int, int)
-        ``(y, x)`` of the other neuron's peak, on the same grid.
+        ``(y, x)`` of the other neuron's peak, on the same grid (for reports and tests).
     """
 
     component: int
