@@ -329,31 +329,41 @@ def test_filenames_that_match_no_video_fail_up_front(demo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
-def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
-    """A real SIGINT while a stage runs: exit 130, the documented message, no Dagster error noise."""
-    import signal
+def _cli_args(demo, tmp_path) -> list[str]:
+    """``python -m`` the lab's CLI, headless, on line 96 of ``demo`` (written under ``tmp_path / 'demo'``)."""
+    return [sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96", "--project-path",
+            str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"), "--storage-root",
+            str(tmp_path / "out"), "--headless"]
+
+
+def _signal_cli_during_motion(args, env, log_path, sig) -> int:
+    """Start the CLI, send ``sig`` once motion correction has started; its exit status."""
     import time
 
-    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
-                              frames_per_file=200, seed=2)
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
-    log_path = tmp_path / "cli.log"
     with open(log_path, "w") as log:
-        child = subprocess.Popen([sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96",
-                                  "--project-path", str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"),
-                                  "--storage-root", str(tmp_path / "out"), "--headless"],
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
             deadline = time.monotonic() + 120
             while "motion_corrected_movie started" not in log_path.read_text():
                 assert child.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.1)
-            child.send_signal(signal.SIGINT)
-            status = child.wait(timeout=120)
+            child.send_signal(sig)
+            return child.wait(timeout=120)
         finally:
             if child.poll() is None:
                 child.kill()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
+    """A real SIGINT while a stage runs: exit 130, the documented message, no Dagster error noise."""
+    import signal
+
+    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
+                              frames_per_file=200, seed=2)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    log_path = tmp_path / "cli.log"
+    status = _signal_cli_during_motion(_cli_args(demo, tmp_path), env, log_path, signal.SIGINT)
     text = log_path.read_text()
     assert status == 130, text
     assert "interrupted; finished stages are stored" in text
@@ -379,7 +389,6 @@ def test_duplicate_line_in_the_parameters_file_names_that_file(demo, tmp_path):
 def test_a_killed_run_does_not_block_the_next_one(tmp_path):
     """SIGKILL a CLI run while it holds the only 'heavy' slot; the next run must not wait for it."""
     import signal
-    import time
 
     from dagster import DagsterInstance, DagsterRunStatus
 
@@ -388,23 +397,9 @@ def test_a_killed_run_does_not_block_the_next_one(tmp_path):
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # pool 'heavy' limited to 1 slot
     demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
                               frames_per_file=200, seed=2)
-    args = [sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96", "--project-path",
-            str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"), "--storage-root",
-            str(tmp_path / "out"), "--headless"]
+    args = _cli_args(demo, tmp_path)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    log_path = tmp_path / "first.log"
-    with open(log_path, "w") as log:
-        first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        try:
-            deadline = time.monotonic() + 120
-            while "motion_corrected_movie started" not in log_path.read_text():
-                assert first.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=60)
-        finally:
-            if first.poll() is None:
-                first.kill()
+    _signal_cli_during_motion(args, env, tmp_path / "first.log", signal.SIGKILL)
     second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "left unfinished by a killed process" in second.stdout + second.stderr
