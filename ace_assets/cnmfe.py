@@ -14,7 +14,7 @@ from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, MetadataV
 
 from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie
-from ace_neuro.params import CnmfeParams, EvaluationParams, params_hash
+from ace_neuro.params import CnmfeParams, EngineParams, EvaluationParams, params_hash
 from ace_neuro.plots.cnmfe import plot_contours, plot_summary_images, plot_traces
 from ace_neuro.stages import cnmfe as cnmfe_stage
 from ace_neuro.stages.cnmfe import CnmfeResult, advise_parameters, suggest_parameters
@@ -22,8 +22,10 @@ from ace_neuro.project import curation_file
 from ace_neuro.stages.evaluation import accepted_components as evaluate_components
 from ace_neuro.stages.evaluation import load_curation
 from resources import ProjectResource
+from resources.failures import reports_failures
+from resources.figures import FigureStore
 
-from .metadata import jsonable, params_metadata, preview
+from .metadata import jsonable, params_metadata
 from .motion import HEAVY_POOL
 from .partitions import lines_partitions
 
@@ -31,7 +33,8 @@ from .partitions import lines_partitions
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
        description="Tuning view: seed counts over a grid of (min_corr, min_pnr) for the CSV's gSig, with the "
                    "correlation/PNR images and parameters suggested from the data in the metadata.")
-def cnmfe_summary_images(context: AssetExecutionContext, motion_corrected_movie: Movie,
+@reports_failures
+def cnmfe_summary_images(context: AssetExecutionContext, figures: FigureStore, motion_corrected_movie: Movie,
                                cnmfe_parameters: CnmfeParams) -> pd.DataFrame:
     p = cnmfe_parameters
     summary = cnmfe_stage.cnmfe_summary_images(motion_corrected_movie.frames, p.gSig, gSiz=p.gSiz, center_psf=p.center_psf,
@@ -52,7 +55,7 @@ def cnmfe_summary_images(context: AssetExecutionContext, motion_corrected_movie:
         "how_suggested": MetadataValue.md("\n".join(f"- {n}" for n in suggestion.notes) or "-"),
         "use_suggestion": "set use_suggested_params = TRUE in analysis_parameters.csv (the CSV wins otherwise)",
         "frames_used": int(sum(b - a for a, b in summary.frame_ranges)),
-        "preview": preview(plot_summary_images(summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr,
+        "preview": figures.preview(context, "preview", plot_summary_images(summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr,
                                                min_pnr=p.min_pnr, seed_table=summary.seed_table)),
     })
     return table
@@ -62,10 +65,11 @@ def cnmfe_summary_images(context: AssetExecutionContext, motion_corrected_movie:
        pool=HEAVY_POOL,
        description="SPEC 3.5: CNMF-E (Zhou et al. 2018) - footprints A, traces C, spikes S (OASIS), ring "
                    "background, noise, correlation and PNR images, parameters used. Streams the movie.")
-def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, motion_corrected_movie: Movie,
-                    cnmfe_parameters: CnmfeParams) -> CnmfeResult:
+@reports_failures
+def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore, motion_corrected_movie: Movie, cnmfe_parameters: CnmfeParams,
+                    engine_parameters: EngineParams) -> CnmfeResult:
     p = cnmfe_parameters
-    engine = get_engine(project.params(context.partition_key).engine)
+    engine = get_engine(engine_parameters.name)
     last = {"stage": None}
 
     def progress(stage: str, fraction: float) -> None:
@@ -85,9 +89,9 @@ def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, mo
         "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),
         "parameters_used": MetadataValue.json(jsonable(result.params)),
         "finite": bool(np.isfinite(result.C).all() and np.isfinite(result.A.data).all()),
-        "preview": preview(plot_summary_images(result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr,
+        "preview": figures.preview(context, "preview", plot_summary_images(result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr,
                                                min_pnr=p.min_pnr)),
-        "contours": preview(plot_contours(result)),
+        "contours": figures.preview(context, "contours", plot_contours(result)),
     })
     return result
 
@@ -95,7 +99,8 @@ def cnmfe_estimates(context: AssetExecutionContext, project: ProjectResource, mo
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
        description="SPEC 3.6: one row per component - id, centroid, area, SNR, spatial r-value, accepted and "
                    "why - applying min_SNR and rval_thr, then the line's manual curation on top.")
-def accepted_components(context: AssetExecutionContext, project: ProjectResource, cnmfe_estimates: CnmfeResult,
+@reports_failures
+def accepted_components(context: AssetExecutionContext, figures: FigureStore, project: ProjectResource, cnmfe_estimates: CnmfeResult,
                         motion_corrected_movie: Movie, evaluation_parameters: EvaluationParams) -> pd.DataFrame:
     ep = evaluation_parameters
     cur_path = curation_file(project.project_path, int(context.partition_key))
@@ -106,8 +111,8 @@ def accepted_components(context: AssetExecutionContext, project: ProjectResource
         **params_metadata(ep, params_hash(ep)), "n_components": len(table), "n_accepted": n_acc,
         "n_rejected": len(table) - n_acc, "curation_file": MetadataValue.path(str(cur_path)),
         "manually_rejected": len(curation.rejected), "manually_restored": len(curation.restored),
-        "preview": preview(plot_contours(cnmfe_estimates, table)),
-        "traces": preview(plot_traces(cnmfe_estimates, table)),
+        "preview": figures.preview(context, "preview", plot_contours(cnmfe_estimates, table)),
+        "traces": figures.preview(context, "traces", plot_traces(cnmfe_estimates, table)),
     })
     return table
 

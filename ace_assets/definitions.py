@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from resources import JsonIOManager, ParquetIOManager, ZarrIOManager, default_storage_root, env_project_resource
+from resources import (FigureStore, JsonIOManager, ParquetIOManager, ZarrIOManager, default_storage_root,
+                       env_project_resource)
 from sensors import all_sensors
 
 from . import cnmfe, ingest, motion, parameters, preprocess, signals
@@ -28,10 +29,11 @@ def all_checks():
 
 
 def build_resources(project, storage_root: str) -> dict:
-    """The resources every asset needs: the project and the three IO managers under one root."""
+    """The resources every asset needs: the project, the three IO managers and the figures under one root."""
     root = str(storage_root)
     return {
         "project": project,
+        "figures": FigureStore(base_path=root),
         "zarr_io": ZarrIOManager(base_path=root),
         "parquet_io": ParquetIOManager(base_path=root),
         "json_io": JsonIOManager(base_path=root),

@@ -8,8 +8,9 @@ from ace_neuro.movie import Movie, MovieStream
 from ace_neuro.plots.movie import plot_projections
 from ace_neuro.readers import open_recording
 from resources import ProjectResource
+from resources.failures import reports_failures
+from resources.figures import FigureStore
 
-from .metadata import preview
 from .partitions import lines_partitions
 
 
@@ -22,7 +23,8 @@ def _reader(context: AssetExecutionContext, project: ProjectResource):
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="ingest", kinds={"zarr"},
        description="Frames decoded once from the miniscope's raw videos (native dtype), with frame times.")
-def raw_movie(context: AssetExecutionContext, project: ProjectResource) -> MovieStream:
+@reports_failures
+def raw_movie(context: AssetExecutionContext, figures: FigureStore, project: ProjectResource) -> MovieStream:
     reader, experiment = _reader(context, project)
     info = reader.info
     for w in info.warnings:
@@ -43,7 +45,7 @@ def raw_movie(context: AssetExecutionContext, project: ProjectResource) -> Movie
             "video_files": len(info.chunks),
             "session_dir": MetadataValue.path(str(info.session_dir)),
             "warnings": MetadataValue.md("\n".join(f"- {w}" for w in info.warnings) or "none"),
-            "preview": preview(plot_projections(movie.extras["mean_projection"][:], movie.extras["max_projection"][:],
+            "preview": figures.preview(context, "preview", plot_projections(movie.extras["mean_projection"][:], movie.extras["max_projection"][:],
                                                 title=f"line {experiment.line_num} raw")),
         }
 
@@ -53,6 +55,7 @@ def raw_movie(context: AssetExecutionContext, project: ProjectResource) -> Movie
 
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="ingest", kinds={"parquet"},
        description="One row per frame: index, rig frame number, time (s), source file, dropped-frame flags.")
+@reports_failures
 def frame_times(context: AssetExecutionContext, project: ProjectResource) -> pd.DataFrame:
     reader, _ = _reader(context, project)
     table = frame_times_table(reader)

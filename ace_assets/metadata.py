@@ -1,4 +1,6 @@
-"""Turning stage results into Dagster metadata: figures as inline PNG previews, parameters with their hash."""
+"""Turning stage results into Dagster metadata: parameters with their hash, results as JSON.
+
+Figures are written and previewed by the ``figures`` resource (:class:`resources.figures.FigureStore`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,14 +8,6 @@ from typing import Any
 
 import numpy as np
 from dagster import MetadataValue
-from matplotlib.figure import Figure
-
-from ace_neuro.plots.common import figure_png, png_markdown
-
-
-def preview(fig: Figure, alt: str = "preview") -> MetadataValue:
-    """A figure as markdown with the PNG inline: the Dagster UI shows it in the asset's metadata."""
-    return MetadataValue.md(png_markdown(figure_png(fig), alt))
 
 
 def params_metadata(params, stage_hash: str) -> dict[str, Any]:

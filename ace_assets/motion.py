@@ -7,11 +7,12 @@ from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie, MovieAlias
 from ace_neuro.plots.motion import plot_before_after, plot_shifts
 from ace_neuro.stages.motion import motion_result_from_arrays
-from ace_neuro.params import MotionParams, params_hash
-from resources import ProjectResource
+from ace_neuro.params import EngineParams, MotionParams, params_hash
+from resources.failures import reports_failures
+from resources.figures import FigureStore
 
 from .checks import movie_finite_check
-from .metadata import params_metadata, preview
+from .metadata import params_metadata
 from .partitions import lines_partitions
 
 HEAVY_POOL = "heavy"
@@ -26,14 +27,15 @@ def _result(movie: Movie, params):
        description="SPEC 3.4: rigid or piecewise-rigid motion correction (shifts estimated on the gSig_filt "
                    "high-pass copy, applied to the unfiltered movie), float32; shifts, template and quality "
                    "figures stored beside it. A pass-through reference when apply_motion_correction is FALSE.")
-def motion_corrected_movie(context: AssetExecutionContext, project: ProjectResource, dff_movie: Movie,
-                           motion_parameters: MotionParams):
+@reports_failures
+def motion_corrected_movie(context: AssetExecutionContext, figures: FigureStore, dff_movie: Movie, motion_parameters: MotionParams,
+                           engine_parameters: EngineParams):
     mp = motion_parameters
     meta = params_metadata(mp, params_hash(mp))
     if not mp.enabled:
         context.add_output_metadata({**meta, "corrected": False, "shape": MetadataValue.json(list(dff_movie.frames.shape))})
         return MovieAlias(dff_movie, "apply_motion_correction is FALSE")
-    engine = get_engine(project.params(context.partition_key).engine)
+    engine = get_engine(engine_parameters.name)
     stream = engine.correct_motion(dff_movie.frames, mp, times=dff_movie.times, frame_rate=dff_movie.frame_rate)
     stream.attrs.update({"engine": engine.name, "engine_version": engine.version})
     notes, advice = list(stream.attrs.get("notes", [])), list(stream.attrs.get("parameter_advice", []))
@@ -57,8 +59,8 @@ def motion_corrected_movie(context: AssetExecutionContext, project: ProjectResou
             "corr_with_template_before": float(np.nanmean(r.corr_before)),
             "corr_with_template_after": float(np.nanmean(r.corr_after)),
             "residual_shift_px_median": float(np.nanmedian(r.residual_shift)),
-            "preview": preview(plot_shifts(r, movie.times)),
-            "before_after": preview(plot_before_after(r.mean_before, r.mean_after)),
+            "preview": figures.preview(context, "preview", plot_shifts(r, movie.times)),
+            "before_after": figures.preview(context, "before_after", plot_before_after(r.mean_before, r.mean_after)),
         }
 
     stream.describe = describe

@@ -11,23 +11,14 @@ import dataclasses
 
 from dagster import AssetExecutionContext, AssetOut, DataVersion, MetadataValue, Output, multi_asset
 
-from ace_neuro.params import params_hash
+from ace_neuro.params import PIPELINE_FIELDS, params_hash
 from resources import ProjectResource
+from resources.failures import reports_failures
 
 from .partitions import lines_partitions
 
-#: snapshot asset name -> field of PipelineParams
-PARAMETER_ASSETS = {
-    "crop_parameters": "crop",
-    "detrend_parameters": "detrend",
-    "dff_parameters": "dff",
-    "motion_parameters": "motion",
-    "cnmfe_parameters": "cnmfe",
-    "evaluation_parameters": "evaluation",
-    "event_parameters": "events",
-    "filter_parameters": "filter",
-    "spectrogram_parameters": "spectrogram",
-}
+#: snapshot asset name (``<stage>_parameters``) -> field of PipelineParams, one per declared stage
+PARAMETER_ASSETS = {f"{cls.STAGE}_parameters": field for field, cls in PIPELINE_FIELDS.items()}
 
 
 @multi_asset(
@@ -36,6 +27,7 @@ PARAMETER_ASSETS = {
                          description=f"Typed '{field}' parameters of this line (defaults < CSV < overrides).")
           for name, field in PARAMETER_ASSETS.items()},
 )
+@reports_failures
 def line_parameters(context: AssetExecutionContext, project: ProjectResource):
     params = project.params(context.partition_key)
     for name, field in PARAMETER_ASSETS.items():

@@ -7,9 +7,11 @@ from ace_neuro.plots.movie import plot_projections
 from ace_neuro.stages.crop import CropBox, apply_crop
 from ace_neuro.stages.dff import detrend_and_dff
 from ace_neuro.params import CropParams, DetrendParams, DffParams, params_hash
+from resources.failures import reports_failures
+from resources.figures import FigureStore
 
 from .checks import movie_finite_check
-from .metadata import params_metadata, preview
+from .metadata import params_metadata
 from .partitions import lines_partitions
 
 
@@ -21,7 +23,8 @@ def movie_metadata(movie: Movie) -> dict:
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
        description="SPEC 3.1: the raw movie cropped to crop_coords (bottom-left origin); a pass-through "
                    "reference when no crop is set.")
-def cropped_movie(context: AssetExecutionContext, raw_movie: Movie, crop_parameters: CropParams):
+@reports_failures
+def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movie: Movie, crop_parameters: CropParams):
     p = crop_parameters
     stream = apply_crop(raw_movie.frames, p, times=raw_movie.times, frame_rate=raw_movie.frame_rate)
     meta = params_metadata(p, params_hash(p))
@@ -30,14 +33,14 @@ def cropped_movie(context: AssetExecutionContext, raw_movie: Movie, crop_paramet
         reason = "crop disabled" if not p.enabled else "no crop_coords set (headless): not cropped"
         context.log.warning(f"line {context.partition_key}: {reason}")
         context.add_output_metadata({**meta, **movie_metadata(raw_movie), "cropped": False, "reason": reason,
-                                     "preview": preview(plot_crop_preview(full_mean, None, kind="mean"))})
+                                     "preview": figures.preview(context, "preview", plot_crop_preview(full_mean, None, kind="mean"))})
         return MovieAlias(raw_movie, reason)
     box = stream.attrs["crop_box"]
 
     def describe(movie: Movie) -> dict:
         return {**meta, **movie_metadata(movie), "cropped": True,
                 "crop_rows": f"{box[0]}..{box[1] - 1}", "crop_cols": f"{box[2]}..{box[3] - 1}",
-                "preview": preview(plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
+                "preview": figures.preview(context, "preview", plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
 
     stream.describe = describe
     return stream
@@ -46,7 +49,8 @@ def cropped_movie(context: AssetExecutionContext, raw_movie: Movie, crop_paramet
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
        description="SPEC 3.2-3.3: detrended (median/linear) and dF/F (block-percentile baseline at the real "
                    "frame rate) movie, float32; a pass-through reference when both are disabled.")
-def dff_movie(context: AssetExecutionContext, cropped_movie: Movie, detrend_parameters: DetrendParams,
+@reports_failures
+def dff_movie(context: AssetExecutionContext, figures: FigureStore, cropped_movie: Movie, detrend_parameters: DetrendParams,
               dff_parameters: DffParams):
     meta = params_metadata({"detrend": detrend_parameters, "dff": dff_parameters},
                            params_hash(detrend_parameters) + params_hash(dff_parameters))
@@ -58,7 +62,7 @@ def dff_movie(context: AssetExecutionContext, cropped_movie: Movie, detrend_para
 
     def describe(movie: Movie) -> dict:
         return {**meta, **movie_metadata(movie), "passthrough": False,
-                "preview": preview(plot_projections(movie.extras["mean_projection"][:],
+                "preview": figures.preview(context, "preview", plot_projections(movie.extras["mean_projection"][:],
                                                     movie.extras["max_projection"][:], title="dF/F"))}
 
     stream.describe = describe

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
+from ace_neuro.errors import ErrorReport, InternalError
 from ace_neuro.storage import process_alive
 from resources import ProjectResource
 
@@ -123,24 +124,44 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
 INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "KeyboardInterrupt"})
 
 
-def was_interrupted(failures: list[tuple[str, str, str]]) -> bool:
+@dataclass(frozen=True)
+class StepFailure:
+    """One failed step of a run and what went wrong, by category (see :mod:`ace_neuro.errors`)."""
+
+    step: str
+    report: ErrorReport
+
+    @property
+    def interrupted(self) -> bool:
+        return self.report.error_class in INTERRUPTION_ERRORS
+
+
+def was_interrupted(failures: Sequence[StepFailure]) -> bool:
     """Whether any of :func:`step_failures` is an interrupt rather than an error."""
-    return any(cls in INTERRUPTION_ERRORS for _, cls, _ in failures)
+    return any(f.interrupted for f in failures)
 
 
-def step_failures(instance: DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
-    """(step, error class, message) of each failed step of a run, user errors unwrapped."""
+def step_failures(instance: DagsterInstance, run_id: str) -> list[StepFailure]:
+    """Each failed step of a run: platform errors with their report (raised as ``Failure`` by
+    :mod:`resources.failures`), anything else as our own bug, with its class and message."""
     out = []
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         ev = record.dagster_event
-        err = ev.step_failure_data.error if ev and ev.step_failure_data else None
+        data = ev.step_failure_data if ev else None
+        step = record.step_key or "?"
+        if data is not None and data.user_failure_data is not None:
+            meta = {k: _plain(v) for k, v in (data.user_failure_data.metadata or {}).items()}
+            out.append(StepFailure(step, ErrorReport.from_metadata(meta, data.user_failure_data.description or "")))
+            continue
+        err = data.error if data else None
         while err is not None and err.cls_name and err.cls_name.startswith("Dagster") and err.cause is not None:
             err = err.cause
         if err is None:
-            out.append((record.step_key or "?", "", "the step failed without an error message"))
+            out.append(StepFailure(step, ErrorReport("internal", "", "the step failed without an error message",
+                                                     InternalError.default_fix)))
             continue
         message = re.sub(rf"^[\w.]*\b{re.escape(err.cls_name or '')}: ", "", err.message.strip())
-        out.append((record.step_key or "?", err.cls_name or "", message))
+        out.append(StepFailure(step, ErrorReport("internal", err.cls_name or "", message, InternalError.default_fix)))
     return out
 
 
@@ -151,5 +172,5 @@ def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> s
 
 
 
-__all__ = ["INTERRUPTION_ERRORS", "fail_dead_runs", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
+__all__ = ["INTERRUPTION_ERRORS", "StepFailure", "fail_dead_runs", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
            "materialize_lines", "step_failures", "was_interrupted"]

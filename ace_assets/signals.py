@@ -12,8 +12,10 @@ from ace_neuro.stages.events import attach_phase, detect_events
 from ace_neuro.stages.phase import compute_phase, mean_fluorescence, phase_table
 from ace_neuro.stages.spectrogram import multitaper_spectrogram, spectrogram_table
 from ace_neuro.params import EventParams, FilterParams, SpectrogramParams, params_hash
+from resources.failures import reports_failures
+from resources.figures import FigureStore
 
-from .metadata import params_metadata, preview
+from .metadata import params_metadata
 from .partitions import lines_partitions
 
 
@@ -24,7 +26,8 @@ def accepted_ids(components: pd.DataFrame) -> np.ndarray:
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
        description="SPEC 3.8: per frame, the cropped field's mean fluorescence, band-passed (zero-phase) and its "
                    "Hilbert phase in (-pi, pi]; the same phase per accepted component (phase_rad_<id>).")
-def calcium_phase(context: AssetExecutionContext, cropped_movie: Movie, cnmfe_estimates: CnmfeResult,
+@reports_failures
+def calcium_phase(context: AssetExecutionContext, figures: FigureStore, cropped_movie: Movie, cnmfe_estimates: CnmfeResult,
                   accepted_components: pd.DataFrame, filter_parameters: FilterParams) -> pd.DataFrame:
     fp = filter_parameters
     meta = params_metadata(fp, params_hash(fp))
@@ -43,7 +46,7 @@ def calcium_phase(context: AssetExecutionContext, cropped_movie: Movie, cnmfe_es
         **meta, "frames": len(table), "components": len(ids), "sampling_rate_hz": round(fs, 4),
         "filter": fp.ftype if fp.filter_enabled else "none (unfiltered phase)",
         "phases_finite": bool(np.isfinite(table["phase_rad"]).all()),
-        "preview": preview(plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
+        "preview": figures.preview(context, "preview", plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
     })
     return table
 
@@ -51,7 +54,8 @@ def calcium_phase(context: AssetExecutionContext, cropped_movie: Movie, cnmfe_es
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
        description="SPEC 3.7: one row per calcium event of each accepted component: frame in the movie, time (s) "
                    "from the timestamps, amplitude, prominence, method and threshold, phase at the event.")
-def calcium_events(context: AssetExecutionContext, cnmfe_estimates: CnmfeResult,
+@reports_failures
+def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_estimates: CnmfeResult,
                    accepted_components: pd.DataFrame, calcium_phase: pd.DataFrame,
                    event_parameters: EventParams) -> pd.DataFrame:
     ep = event_parameters
@@ -68,9 +72,9 @@ def calcium_events(context: AssetExecutionContext, cnmfe_estimates: CnmfeResult,
     rates = (per_comp / duration_min) if len(ids) else per_comp
     figs = {}
     if len(ids):
-        figs["preview"] = preview(plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
+        figs["preview"] = figures.preview(context, "preview", plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
     if len(events):
-        figs["phase_histogram"] = preview(plot_event_phase_histogram(events))
+        figs["phase_histogram"] = figures.preview(context, "phase_histogram", plot_event_phase_histogram(events))
     context.add_output_metadata({
         **meta, "n_events": len(events), "components": len(ids), "method": ep.method,
         "events_per_min_median": float(np.median(rates)) if len(rates) else 0.0,
@@ -82,7 +86,8 @@ def calcium_events(context: AssetExecutionContext, cnmfe_estimates: CnmfeResult,
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
        description="SPEC 3.9: multitaper spectrogram (DPSS, NW=time_bandwidth, 2NW-1 tapers) of the mean "
                    "fluorescence, long form: window centre time, frequency, power, power in dB.")
-def spectrograms(context: AssetExecutionContext, calcium_phase: pd.DataFrame, cropped_movie: Movie,
+@reports_failures
+def spectrograms(context: AssetExecutionContext, figures: FigureStore, calcium_phase: pd.DataFrame, cropped_movie: Movie,
                  spectrogram_parameters: SpectrogramParams) -> pd.DataFrame:
     sp = spectrogram_parameters
     meta = params_metadata(sp, params_hash(sp))
@@ -96,7 +101,7 @@ def spectrograms(context: AssetExecutionContext, calcium_phase: pd.DataFrame, cr
         **meta, "windows": int(spec.power.shape[0]), "frequencies": int(spec.power.shape[1]),
         "freq_lims_used_hz": MetadataValue.json([float(f) for f in spec.freq_lims_used]),
         "tapers": int(spec.n_tapers), "sampling_rate_hz": round(spec.fs, 4),
-        **({"preview": preview(plot_spectrogram(spec))} if spec.power.size else {}),
+        **({"preview": figures.preview(context, "preview", plot_spectrogram(spec))} if spec.power.size else {}),
     })
     return table
 

@@ -13,10 +13,12 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import EnvironmentProblem
+
 ENGINES = ("native", "caiman")
 
 
-class EngineUnavailableError(RuntimeError):
+class EngineUnavailableError(EnvironmentProblem):
     """The requested engine cannot run here; the message says how to get it or what to use."""
 
 

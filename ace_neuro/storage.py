@@ -33,13 +33,17 @@ from typing import Any, Iterator, Mapping, Protocol
 import numpy as np
 import pandas as pd
 
+from .errors import EnvironmentProblem
 from .movie import Movie, MovieAlias, MovieStream
 
 DEFAULT_CHUNK_FRAMES = 64
 
 
-class StorageError(RuntimeError):
+class StorageError(EnvironmentProblem):
     """A stored output is missing, incomplete or not what was expected."""
+
+    default_fix = ("materialise the upstream assets again (the CLI and `make demo` do it), or check the storage "
+                   "root is the one the outputs were written to.")
 
 
 class ArrayBundle(Protocol):

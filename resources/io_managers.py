@@ -16,6 +16,8 @@ from ace_neuro import storage
 from ace_neuro.movie import MovieAlias, MovieStream
 from ace_neuro.params import params_from_dict, params_to_dict
 
+from .failures import reports_failures
+
 
 def default_storage_root() -> str:
     return os.environ.get("ACE_STORAGE_ROOT", str(Path.cwd() / "ace_storage"))
@@ -54,6 +56,7 @@ class ZarrIOManager(ConfigurableIOManager):
     def path_for(self, context) -> Path:
         return _asset_path(self.base_path, context, ".zarr")
 
+    @reports_failures
     def handle_output(self, context: OutputContext, obj) -> None:
         path = self.path_for(context)
         if isinstance(obj, MovieStream):
@@ -69,6 +72,7 @@ class ZarrIOManager(ConfigurableIOManager):
                             f"return a MovieStream, MovieAlias or an object with to_arrays()")
         context.add_output_metadata({"path": str(path)})
 
+    @reports_failures
     def load_input(self, context: InputContext):
         import zarr
 
@@ -87,6 +91,7 @@ class ParquetIOManager(ConfigurableIOManager):
     def path_for(self, context) -> Path:
         return _asset_path(self.base_path, context, ".parquet")
 
+    @reports_failures
     def handle_output(self, context: OutputContext, obj) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"ParquetIOManager stores DataFrames; {context.asset_key} returned {type(obj).__name__}")
@@ -94,6 +99,7 @@ class ParquetIOManager(ConfigurableIOManager):
         storage.write_table(obj, path)
         context.add_output_metadata({"path": str(path), "rows": len(obj)})
 
+    @reports_failures
     def load_input(self, context: InputContext) -> pd.DataFrame:
         return storage.read_table(_existing(self.path_for(context), context))
 
@@ -106,12 +112,14 @@ class JsonIOManager(ConfigurableIOManager):
     def path_for(self, context) -> Path:
         return _asset_path(self.base_path, context, ".json")
 
+    @reports_failures
     def handle_output(self, context: OutputContext, obj) -> None:
         path = self.path_for(context)
         with storage.atomic_path(path) as tmp:
             tmp.write_text(json.dumps(params_to_dict(obj), indent=1, sort_keys=True))
         context.add_output_metadata({"path": str(path)})
 
+    @reports_failures
     def load_input(self, context: InputContext):
         path = _existing(self.path_for(context), context)
         return params_from_dict(json.loads(path.read_text()))

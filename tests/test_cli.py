@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ace_neuro.pipelines.miniscope import (MiniscopePipeline, PipelineError, build_parser, parameter_overrides,
-                                           resolve_storage_root, run_arguments, write_figures)
+                                           resolve_storage_root, run_arguments)
 from ace_neuro.params import ParameterError
 from ace_neuro.project import Project
 from ace_neuro.synthetic.formats import corrupt_video
@@ -122,8 +122,8 @@ def test_cli_failed_stage_names_stage_line_file_and_fix(demo, tmp_path):
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if "stage 'raw_movie' failed" in line]
     assert len(errors) == 1, r.stderr
-    assert "line 97" in errors[0] and "CorruptVideoError" in errors[0] and str(video) in errors[0]
-    assert "what to do: check the session folder" in r.stderr
+    assert "line 97" in errors[0] and "(raw data error)" in errors[0] and str(video) in errors[0]
+    assert "what to do: check that the session folder" in r.stderr
     assert "Not executing" not in r.stderr  # the stages skipped after the failure are counted, not listed
     assert "later stages and checks were not run" in r.stderr
 
@@ -167,13 +167,21 @@ def test_storage_root_order(tmp_path, monkeypatch):
     assert resolve_storage_root(tmp_path / "arg", session) == (tmp_path / "arg").resolve()
 
 
-def test_write_figures_decodes_inline_previews(tmp_path):
+def test_figures_are_written_as_png_and_previewed_inline(tmp_path):
     import base64
+    from types import SimpleNamespace
 
-    png = b"\x89PNG\r\n\x1a\nfake"
-    md = f"![p](data:image/png;base64,{base64.b64encode(png).decode()})"
-    out = write_figures({"raw_movie": {"preview": md, "rows": 3}, "calcium_events": {"raster": md}}, tmp_path)
-    assert out["raw_movie"].read_bytes() == png and out["calcium_events_raster"].name == "calcium_events_raster.png"
+    from dagster import AssetKey
+    from ace_neuro.plots.common import new_figure
+    from resources.figures import FigureStore
+
+    fig = new_figure(2, 2)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    context = SimpleNamespace(asset_key=AssetKey("calcium_events"), partition_key="96")
+    md = FigureStore(base_path=str(tmp_path)).preview(context, "raster", fig).value
+    png = (tmp_path / "figures" / "96" / "calcium_events_raster.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and base64.b64encode(png).decode() in md
+    assert not list((tmp_path / "figures" / "96").glob(".*"))  # no temporary left
 
 
 # --------------------------------------------------------------------------- Python API (in process)
@@ -201,8 +209,9 @@ def test_api_failure_raises_pipeline_error_with_fields(demo):
         MiniscopePipeline().run(line_num=96, project_path=project, data_path=data, headless=True,
                                 crop_coords=(0, 0, 500, 10))
     err = info.value
-    assert err.stage == "cropped_movie" and err.line_num == 96 and err.error_class == "CropError"
-    assert "48 x 56" in err.problem and err.file == "the crop_coords argument" and "inside the frame" in err.hint
+    assert err.stage == "parameters" and err.line_num == 96 and err.error_class == "CropError"
+    assert err.category == "parameters" and err.parameter == "crop_coords"
+    assert "48 x 56" in err.problem and err.file == "(the arguments given)" and "inside the frame" in err.hint
 
 
 def _drive_crop_window(coords_drag, *, press="Crop"):

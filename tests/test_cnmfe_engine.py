@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zarr
 
-from ace_neuro.params import CnmfeParams, build_pipeline_params
+from ace_neuro.params import CnmfeParams, ParameterError, build_pipeline_params
 from ace_neuro.stages.cnmfe import CnmfeResult, run_cnmfe
 from ace_neuro.stages.cnmfe.errors import CnmfeInputError, CnmfeParameterError
 from ace_neuro.stages.cnmfe.scoring import score_against_truth
@@ -124,15 +124,22 @@ def test_options_still_find_the_bright_neurons(recording, change):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"nb": 1}, "nb"), ({"method_init": "greedy_roi"}, "method_init"), ({"p": 3}, "AR order"),
+    ({"nb": 1}, "nb"), ({"method_init": "greedy_roi"}, "method_init"), ({"p": 3}, "'p'"),
     ({"low_rank_background": True}, "low_rank_background"), ({"method_deconvolution": "cvxpy"}, "oasis"),
     ({"gSig": (0, 3)}, "gSig"), ({"min_corr": 1.5}, "min_corr"), ({"rf": 10, "stride": 40}, "stride"),
-    ({"border_pix": 70}, "border_pix"), ({"decay_time": 0.0}, "decay_time"), ({"nb_patch": 1}, "nb_patch"),
+    ({"decay_time": 0.0}, "decay_time"), ({"nb_patch": 1}, "nb_patch"),
 ])
-def test_unsupported_or_invalid_parameters_are_rejected(recording, change, match):
+def test_unsupported_or_invalid_parameters_are_refused_when_built(change, match):
+    with pytest.raises(ParameterError, match=match) as info:
+        dataclasses.replace(CnmfeParams(), **change)
+    assert info.value.parameter == match.strip("'") or info.value.parameter == "method_deconvolution"
+
+
+def test_parameters_that_do_not_fit_the_movie_are_rejected(recording):
     movie, _ = recording
-    with pytest.raises(CnmfeParameterError, match=match):
-        run_cnmfe(movie[:50], dataclasses.replace(CnmfeParams(), **change), frame_rate=30.0)
+    with pytest.raises(CnmfeParameterError, match="border_pix") as info:
+        run_cnmfe(movie[:50], CnmfeParams(border_pix=70), frame_rate=30.0)
+    assert isinstance(info.value, ParameterError) and info.value.parameter == "border_pix"
 
 
 def test_bad_inputs_are_rejected():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from ace_neuro.params import CnmfeParams, EvaluationParams
+from ace_neuro.params import CnmfeParams, EvaluationParams, ParameterError
 from ace_neuro.stages.cnmfe import run_cnmfe
 from ace_neuro.stages.cnmfe.result import CnmfeResult
 from ace_neuro.stages.evaluation import (COLUMNS, Curation, EvaluationError, accepted_components, active_frames,
@@ -142,5 +142,5 @@ def test_bad_curation_files_are_reported(tmp_path):
 
 def test_use_cnn_is_refused(extraction):
     movie, _, res = extraction
-    with pytest.raises(EvaluationError, match="use_cnn"):
+    with pytest.raises(ParameterError, match="use_cnn.*no CNN classifier"):
         accepted_components(movie, res, EvaluationParams(use_cnn=True))

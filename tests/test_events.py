@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.signal import find_peaks, lfilter
 
-from ace_neuro.params import EventParams
+from ace_neuro.params import EventParams, ParameterError
 from ace_neuro.stages.events import (
     EVENT_COLUMNS, EventError, EventMatch, attach_phase, detect_events, match_event_times, onset_score,
     robust_noise,
@@ -193,9 +193,9 @@ def test_input_errors():
         detect_events(x, t[::-1], EventParams())
     with pytest.raises(EventError, match="component_ids has 3"):
         detect_events(x, t, EventParams(), component_ids=[1, 2, 3])
-    with pytest.raises(EventError, match="event_method = 'magic'"):
+    with pytest.raises(ParameterError, match="event_method' = 'magic'"):  # refused when built
         detect_events(x, t, EventParams(method="magic"))
-    with pytest.raises(EventError, match="derivative_for_estimates"):
+    with pytest.raises(ParameterError, match="derivative_for_estimates"):
         detect_events(x, t, EventParams(method="derivative", derivative_for_estimates="third"))
     with pytest.raises(EventError, match="needs the deconvolved spike matrix"):
         detect_events(x, t, EventParams(method="spikes"))

@@ -17,7 +17,7 @@ import scipy.ndimage as ndi
 import zarr
 
 from ace_neuro.movie import Movie, MovieStream
-from ace_neuro.params import MotionParams
+from ace_neuro.params import MotionParams, ParameterError
 from ace_neuro.plots.common import figure_png
 from ace_neuro.plots.motion import plot_before_after, plot_shifts, plot_template_correlation
 from ace_neuro.stages.motion import (MotionCorrectionError, MotionResult, check_motion_params,
@@ -333,16 +333,24 @@ def test_border_modes(rigid_movie, rigid_run, mode):
 @pytest.mark.parametrize("params, match", [
     (MotionParams(strides=(48, 48), overlaps=(24, 24)), "strides \\+ overlaps = 72 x 72 px .* 60 x 60"),
     (MotionParams(max_shifts=(40, 15)), "max_shifts .* frame is 60 x 60"),
-    (MotionParams(strides=(24, 24), overlaps=(24, 24)), "overlaps .* smaller than strides"),
-    (MotionParams(border_nan="mirror"), "border_nan"),
     (MotionParams(strides=(20, 20), overlaps=(10, 10), max_deviation_rigid=14), "max_deviation_rigid"),
 ])
 def test_invalid_parameters_are_reported_with_the_frame_size(params, match):
     movie = np.zeros((5, 60, 60), np.uint8)
     with pytest.raises(MotionCorrectionError, match=match):
         correct_motion(movie, params, frame_rate=30.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError):
         check_motion_params(params, (60, 60))
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"strides": (24, 24), "overlaps": (24, 24)}, "overlaps .* smaller than strides"),
+    ({"border_nan": "mirror"}, "border_nan"),
+    ({"max_shifts": (-1, 3)}, "max_shifts"),
+])
+def test_parameters_built_by_hand_are_validated(values, match):
+    with pytest.raises(ParameterError, match=match):
+        MotionParams(**values)
 
 
 def test_invalid_inputs():

@@ -50,6 +50,38 @@ def test_changed_row_marks_only_affected_stage_stale(demo, tmp_path):
     assert open_movie(tmp_path / "store" / "cropped_movie" / "96.zarr").frames.shape[1:] == (56, 56)
 
 
-def test_every_stage_has_a_snapshot():
-    assert set(PARAMETER_ASSETS.values()) == {"crop", "detrend", "dff", "motion", "cnmfe", "evaluation", "events",
-                                              "filter", "spectrogram"}
+def test_every_stage_has_a_snapshot_that_a_stage_reads():
+    import dataclasses
+
+    from ace_assets.definitions import all_assets
+    from ace_neuro.params import PipelineParams
+
+    assert sorted(PARAMETER_ASSETS.values()) == sorted(f.name for f in dataclasses.fields(PipelineParams))
+    readers: dict[str, set[str]] = {}
+    for a in all_assets():
+        for key in a.keys:
+            for dep in a.asset_deps.get(key, ()):
+                readers.setdefault(dep.to_user_string(), set()).add(key.to_user_string())
+    unread = [name for name in PARAMETER_ASSETS if not readers.get(name)]
+    assert unread == [], f"snapshots no stage reads (a stage reads the CSV instead?): {unread}"
+    assert {"motion_corrected_movie", "cnmfe_estimates"} <= readers["engine_parameters"]
+
+
+def test_changing_the_engine_marks_the_heavy_stages_stale(demo, tmp_path):
+    from ace_neuro.project.csvfile import read_csv_text
+
+    instance = DagsterInstance.ephemeral()
+    project = ProjectResource(project_path=str(demo.project_path), data_path=str(demo.data_path))
+    sync_line_partitions(instance, project.load())
+    resources = build_resources(project, str(tmp_path / "store"))
+    assert materialize([line_parameters], partition_key="96", instance=instance, resources=resources).success
+    v_engine = current_data_version(instance, "engine_parameters", "96")
+    v_motion = current_data_version(instance, "motion_parameters", "96")
+    path = demo.project_path / "analysis_parameters.csv"
+    text = read_csv_text(path).text
+    header, *rows = text.splitlines(keepends=True)
+    path.write_text(header.rstrip("\r\n") + ",engine\n" + "".join(r.rstrip("\r\n") + ",caiman\n" for r in rows
+                                                                     if r.strip(",\r\n")))
+    assert materialize([line_parameters], partition_key="96", instance=instance, resources=resources).success
+    assert current_data_version(instance, "engine_parameters", "96") != v_engine
+    assert current_data_version(instance, "motion_parameters", "96") == v_motion

@@ -115,8 +115,11 @@ def test_unknown_line_says_it_is_not_a_row_position(project):
 def test_bad_parameter_names_row_and_parameter(project):
     proj, data = project
     (proj / "analysis_parameters.csv").write_text(PARAMETERS.replace("0.85,median", "1.85,median"))
-    with pytest.raises(ProjectError, match=r"'min_corr' = 1.85 .from .*analysis_parameters.csv, row 3"):
+    with pytest.raises(ParameterError, match=r"'min_corr' = 1.85 .from .*analysis_parameters.csv, row 3") as info:
         Project.load(proj, data).params(96)
+    err = info.value
+    assert (err.category, err.parameter, err.row) == ("parameters", "min_corr", 3)
+    assert err.file.endswith("analysis_parameters.csv")
 
 
 def test_parameter_errors_for_each_kind():

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 
+from ..errors import EnvironmentProblem
+
 log = logging.getLogger(__name__)
 
 
-class InteractiveUnavailableError(RuntimeError):
+class InteractiveUnavailableError(EnvironmentProblem):
     """A window was asked for but no interactive matplotlib backend (display) is available."""
 
 

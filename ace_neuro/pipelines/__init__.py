@@ -1,6 +1,6 @@
-"""The lab's front ends (command line and Python API) over the Dagster asset graph.
+"""Entry points of the lab's front ends (command line and Python API), which live in :mod:`ace_assets`.
 
 ``python -m ace_neuro.pipelines.miniscope --line-num 96 --project-path P`` or
 ``from ace_neuro.pipelines.miniscope import MiniscopePipeline``. Importing this package
-does not import Dagster; :meth:`MiniscopePipeline.run` does, when called.
+does not import Dagster; using one of its names does.
 """

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+from pathlib import Path
 
 from matplotlib.figure import Figure
 
@@ -17,6 +19,17 @@ def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def write_png(fig: Figure, path: str | os.PathLike) -> bytes:
+    """Render a figure to ``path`` as PNG (atomically: a reader never sees half a file); returns the bytes."""
+    png = figure_png(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)
+    return png
 
 
 def png_markdown(png: bytes, alt: str = "preview") -> str:

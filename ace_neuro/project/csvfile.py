@@ -15,15 +15,7 @@ from pathlib import Path
 from ..storage import remove_stale_temporaries, temporary_sibling
 
 
-class ProjectError(ValueError):
-    """A problem with the user's project files; the message names file, row, column and fix.
-
-    ``file`` is the project file at fault when it is known (front ends show it and its fix).
-    """
-
-    def __init__(self, message: str, *, file: str | os.PathLike | None = None):
-        super().__init__(message)
-        self.file = None if file is None else Path(file)
+from ..errors import ProjectError  # noqa: E402  (the category; raised by every project-file check)
 
 
 class CsvFormatError(ProjectError):
@@ -187,7 +179,7 @@ def set_cell(csv: CsvText, record_index: int, column: str, value: str) -> str:
     return "".join(pieces)
 
 
-class ReadOnlyFileError(PermissionError):
+class ReadOnlyFileError(ProjectError, PermissionError):
     """The file to update may not be written (its permissions say so)."""
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
 
-from ..params import ParameterError, PipelineParams, build_pipeline_params, unknown_parameter_names
+from ..params import ParameterLayer, PipelineParams, build_pipeline_params, unknown_parameter_names
 from .cells import format_tuple, parse_cell, parse_number
 from .csvfile import (CsvText, ProjectError, ReadOnlyFileError, quote_field, read_csv_text, scan_records, set_cell,
                       write_text_atomic)
@@ -226,13 +226,13 @@ class Project:
         for name in unknown:
             log.warning("%s: unknown column '%s' is ignored (a typo of a parameter name?)",
                         self.parameters_file, name)
+        row = self.parameter_row_lines.get(line_num)
+        layers = [ParameterLayer(values, f"{self.parameters_file}, row {row if row else '?'}",
+                                 file=str(self.parameters_file), row=row)]
         if overrides:
-            values.update({k: v for k, v in overrides.items() if v is not None})
-        src = f"{self.parameters_file}, row {self.parameter_row_lines.get(line_num, '?')}"
-        try:
-            params, notes = build_pipeline_params(values, source=src)
-        except ParameterError as exc:
-            raise ProjectError(str(exc)) from None
+            layers.append(ParameterLayer({k: v for k, v in overrides.items() if v is not None},
+                                         "the arguments given"))
+        params, notes = build_pipeline_params(layers)
         for n in notes:
             log.info("line %d: %s", line_num, n)
         return params
@@ -261,7 +261,8 @@ def save_crop_coords(project_path: str | os.PathLike, line_num: int, coords) -> 
     try:
         write_text_atomic(path, text, bom=csv.bom, encoding=csv.encoding)
     except ReadOnlyFileError as exc:
-        raise ProjectError(f"{exc} The crop coordinates {value} for line {int(line_num)} were not saved.") from None
+        raise ProjectError(f"{exc} The crop coordinates {value} for line {int(line_num)} were not saved.",
+                           file=path) from None
     return path
 
 

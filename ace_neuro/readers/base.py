@@ -25,10 +25,12 @@ from typing import ClassVar, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import RawDataError
+
 log = logging.getLogger(__name__)
 
 
-class ReaderError(ValueError):
+class ReaderError(RawDataError):
     """A raw recording that cannot be read as it is; the message names the file and what to do."""
 
 

@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ace_neuro.movie import DEFAULT_BLOCK_FRAMES, FrameArray, MovieStream, iter_blocks, read_frames, subsample_indices
+from ace_neuro.errors import ParameterError
 from ace_neuro.params import CropParams
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,15 @@ PROJECTION_KINDS = ("max", "min", "mean", "std", "median", "range")
 DEFAULT_MEDIAN_FRAMES = 256
 
 
-class CropError(ValueError):
-    """Crop coordinates that do not describe a non-empty box inside the frame."""
+class CropError(ParameterError):
+    """Crop coordinates that do not describe a non-empty box inside the frame (``crop_coords``)."""
+
+    default_fix = ("give crop corners inside the frame (x in [0, width], y in [0, height], origin bottom-left), or "
+                   "leave crop_coords empty to choose them in the crop window.")
+
+    def __init__(self, problem: str = "", **where):
+        where.setdefault("parameter", "crop_coords")
+        super().__init__(problem, **where)
 
 
 @dataclass(frozen=True)

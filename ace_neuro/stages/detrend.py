@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ace_neuro.errors import ParameterError, RawDataError
 from ace_neuro.movie import DEFAULT_BLOCK_FRAMES, FrameArray, MovieStream, iter_blocks
 from ace_neuro.params import DetrendParams
 
@@ -38,8 +39,12 @@ log = logging.getLogger(__name__)
 DETREND_METHODS = ("median", "linear")
 
 
-class DetrendError(ValueError):
+class DetrendError(RawDataError):
     """A detrending request that cannot be carried out (bad method, times or movie)."""
+
+
+class DetrendParameterError(ParameterError, DetrendError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,8 @@ def fit_detrend(frames: FrameArray, method: str, *, times: np.ndarray | None = N
     DetrendFit
     """
     if method not in DETREND_METHODS:
-        raise DetrendError(f"detrend_method = {method!r}: expected one of {DETREND_METHODS} "
-                           f"(or leave it empty to skip detrending)")
+        raise DetrendParameterError(f"detrend_method = {method!r}: expected one of {DETREND_METHODS} "
+                           f"(or leave it empty to skip detrending)", parameter='detrend_method')
     _check_movie(frames)
     n = int(frames.shape[0])
     if method == "median":

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ace_neuro.errors import ParameterError, RawDataError
 from ace_neuro.movie import DEFAULT_BLOCK_FRAMES, FrameArray, MovieStream, iter_blocks
 from ace_neuro.params import DetrendParams, DffParams
 from ace_neuro.stages.detrend import detrend_movie, detrended_view, split_frame_key
@@ -46,8 +47,12 @@ DFF_METHODS = ("delta_f_over_f", "delta_f_over_sqrt_f")
 _PERCENTILE_CHUNK = 4096  # pixels per partial sort in frame_percentile
 
 
-class DffError(ValueError):
+class DffError(RawDataError):
     """A dF/F request that cannot be carried out (bad parameters or movie)."""
+
+
+class DffParameterError(ParameterError, DffError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def plan_baseline_blocks(n_frames: int, *, frame_rate: float, secs_window: float
     if not (isinstance(frame_rate, (int, float, np.floating)) and math.isfinite(frame_rate) and frame_rate > 0):
         raise DffError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
     if not (math.isfinite(secs_window) and secs_window > 0):
-        raise DffError(f"secs_window must be > 0 seconds, got {secs_window!r}")
+        raise DffParameterError(f"secs_window must be > 0 seconds, got {secs_window!r}", parameter='secs_window')
     window = max(1, int(round(secs_window * frame_rate)))
     edges = list(range(0, n_frames, window)) + [n_frames]
     if len(edges) > 2 and (edges[-1] - edges[-2]) * 2 < window:
@@ -133,9 +138,9 @@ class DffFrames:
         if shape is None or len(shape) != 3:
             raise DffError(f"expected a movie of shape (frames, height, width), got shape {shape}")
         if method not in DFF_METHODS:
-            raise DffError(f"df_over_f_method = {method!r}: expected one of {DFF_METHODS}")
+            raise DffParameterError(f"df_over_f_method = {method!r}: expected one of {DFF_METHODS}", parameter='df_over_f_method')
         if not 0 <= quantile_min <= 100:
-            raise DffError(f"quantile_min = {quantile_min!r}: expected a percentile between 0 and 100")
+            raise DffParameterError(f"quantile_min = {quantile_min!r}: expected a percentile between 0 and 100", parameter='quantile_min')
         self.source = source
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(np.float32)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr, ndtri_exp
 
+from ..errors import ParameterError, ProjectError, RawDataError
 from ..params import EvaluationParams
 from .cnmfe.merge import core_supports, footprint_centroids
 from .cnmfe.result import CnmfeResult
@@ -58,8 +59,16 @@ SOLO_MIN_FRACTION = 0.25  # share of active frames that must stay when overlappi
 CENTROID_TOLERANCE_PX = 3.0
 
 
-class EvaluationError(ValueError):
+class EvaluationError(RawDataError):
     """Evaluation inputs that do not fit together, or an unreadable curation file."""
+
+
+class EvaluationParameterError(ParameterError, EvaluationError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
+
+
+class CurationFileError(ProjectError, EvaluationError):
+    """A line's curation file (the review window's choices) that cannot be used as it is."""
 
 
 # --------------------------------------------------------------------------- SNR
@@ -76,7 +85,7 @@ def component_snr(result: CnmfeResult, *, decay_time: float, frame_rate: float |
     """
     fr = float(result.frame_rate if frame_rate is None else frame_rate)
     if not decay_time > 0 or not fr > 0:
-        raise EvaluationError(f"decay_time ({decay_time}) and frame_rate ({fr}) must be positive")
+        raise EvaluationParameterError(f"decay_time ({decay_time}) and frame_rate ({fr}) must be positive", parameter='decay_time')
     K, T = result.C.shape
     if K == 0:
         return np.zeros(0)
@@ -245,7 +254,7 @@ class Curation:
     def __post_init__(self):
         both = set(self.rejected) & set(self.restored)
         if both:
-            raise EvaluationError(f"components {sorted(both)} are both rejected and restored in the curation; "
+            raise CurationFileError(f"components {sorted(both)} are both rejected and restored in the curation; "
                                   f"keep each id in one list")
 
 
@@ -267,23 +276,23 @@ def load_curation(path: str | os.PathLike) -> Curation:
     try:
         d = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise EvaluationError(f"curation file {p} is not readable JSON ({e}); fix or delete it") from None
+        raise CurationFileError(f"curation file {p} is not readable JSON ({e}); fix or delete it") from None
     if not isinstance(d, dict):
-        raise EvaluationError(f"curation file {p}: expected a JSON object with 'rejected' and 'restored' lists")
+        raise CurationFileError(f"curation file {p}: expected a JSON object with 'rejected' and 'restored' lists")
 
     def ids(name):
         v = d.get(name, [])
         if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
-            raise EvaluationError(f"curation file {p}: '{name}' must be a list of component ids (whole numbers >= 0)")
+            raise CurationFileError(f"curation file {p}: '{name}' must be a list of component ids (whole numbers >= 0)")
         return tuple(sorted(set(v)))
 
     cents = d.get("centroids", {}) or {}
     if not isinstance(cents, dict):
-        raise EvaluationError(f"curation file {p}: 'centroids' must be an object id -> [y, x]")
+        raise CurationFileError(f"curation file {p}: 'centroids' must be an object id -> [y, x]")
     try:
         cents = {int(k): (float(v[0]), float(v[1])) for k, v in cents.items()}
     except (TypeError, ValueError, IndexError):
-        raise EvaluationError(f"curation file {p}: 'centroids' must map ids to [y, x] pairs") from None
+        raise CurationFileError(f"curation file {p}: 'centroids' must map ids to [y, x] pairs") from None
     return Curation(rejected=ids("rejected"), restored=ids("restored"), note=str(d.get("note", "") or ""),
                     updated=str(d.get("updated", "") or ""), centroids=cents)
 
@@ -388,8 +397,6 @@ def accepted_components(frames, result: CnmfeResult, params: EvaluationParams | 
         area_px, snr, r_value, accepted, reason``.
     """
     params = EvaluationParams() if params is None else params
-    if params.use_cnn:
-        raise EvaluationError("use_cnn is not supported: no CNN classifier ships with this platform")
     if decay_time is None:
         decay_time = float(dict(result.params).get("decay_time", 0.4))
     snr = component_snr(result, decay_time=decay_time)

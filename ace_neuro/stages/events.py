@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import find_peaks
 
+from ace_neuro.errors import ParameterError, RawDataError
 from ace_neuro.params import EventParams
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,12 @@ EVENT_COLUMNS = {
 }
 
 
-class EventError(ValueError):
+class EventError(RawDataError):
     """Event detection inputs that cannot be used (shapes, times, parameters)."""
+
+
+class EventParameterError(ParameterError, EventError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
 
 
 # --------------------------------------------------------------------------- noise
@@ -168,7 +173,7 @@ def detect_events(traces: np.ndarray, times: np.ndarray, params: EventParams, *,
     times = _as_times(times, t)
     ids = _as_ids(component_ids, k)
     if params.method not in EVENT_METHODS:
-        raise EventError(f"event_method = {params.method!r}: expected one of {EVENT_METHODS}")
+        raise EventParameterError(f"event_method = {params.method!r}: expected one of {EVENT_METHODS}", parameter='event_method')
     if not params.enabled or k == 0:
         return empty_events()
     sigma = _as_noise(noise, x)
@@ -195,7 +200,7 @@ def detect_events(traces: np.ndarray, times: np.ndarray, params: EventParams, *,
 def _derivative_events(x, params: EventParams, fs):
     which = params.derivative_for_estimates
     if which not in DERIVATIVES:
-        raise EventError(f"derivative_for_estimates = {which!r}: expected one of {DERIVATIVES}")
+        raise EventParameterError(f"derivative_for_estimates = {which!r}: expected one of {DERIVATIVES}", parameter='derivative_for_estimates')
     order = DERIVATIVES.index(which)
     offset = DERIVATIVE_FRAME_OFFSET[which]
     wlen = _prominence_wlen(fs)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import butter, firwin, hilbert, oaconvolve, sosfiltfilt
 
+from ace_neuro.errors import ParameterError, RawDataError
 from ace_neuro.movie import DEFAULT_BLOCK_FRAMES, FrameArray
 from ace_neuro.params import FilterParams
 from ace_neuro.stages.detrend import frame_means
@@ -55,8 +56,12 @@ FIR_TRANSITION_FACTOR = 3.3
 ROW_CHUNK = 64
 
 
-class PhaseError(ValueError):
+class PhaseError(RawDataError):
     """Filter or phase inputs that cannot be used (cut-offs, sampling rate, trace length)."""
+
+
+class PhaseParameterError(ParameterError, PhaseError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
 
 
 @dataclass(frozen=True)
@@ -140,11 +145,11 @@ def design_filter(fs: float, params: FilterParams) -> FilterDesign:
     if not (isinstance(fs, (int, float, np.floating)) and math.isfinite(fs) and fs > 0):
         raise PhaseError(f"sampling rate fs must be a positive number of Hz, got {fs!r}")
     if params.ftype not in FILTER_TYPES:
-        raise PhaseError(f"ftype = {params.ftype!r}: expected one of {FILTER_TYPES}")
+        raise PhaseParameterError(f"ftype = {params.ftype!r}: expected one of {FILTER_TYPES}", parameter='ftype')
     if params.btype not in BAND_TYPES:
-        raise PhaseError(f"btype = {params.btype!r}: expected one of {BAND_TYPES}")
+        raise PhaseParameterError(f"btype = {params.btype!r}: expected one of {BAND_TYPES}", parameter='btype')
     if not params.n >= 1:
-        raise PhaseError(f"filter order n = {params.n!r}: expected a whole number >= 1")
+        raise PhaseParameterError(f"filter order n = {params.n!r}: expected a whole number >= 1", parameter='n')
     low, high = (float(c) for c in params.cut)
     if params.btype in ("bandpass", "bandstop"):
         edges: tuple[float, ...] = (low, high)
@@ -152,10 +157,10 @@ def design_filter(fs: float, params: FilterParams) -> FilterDesign:
         edges = (high,) if params.btype == "lowpass" else (low,)
     nyquist = fs / 2.0
     if any(not 0 < e < nyquist for e in edges) or (len(edges) == 2 and not edges[0] < edges[1]):
-        raise PhaseError(
+        raise PhaseParameterError(
             f"cut = {tuple(params.cut)} Hz ({params.btype}, edges {edges}): every edge must lie strictly between "
             f"0 and the Nyquist frequency {nyquist:g} Hz (fs = {fs:g} Hz), low < high. Lower the cut-offs."
-        )
+        , parameter='cut')
     wn = edges if len(edges) == 2 else edges[0]
     if params.ftype == "butter":
         sos = butter(int(params.n), wn, btype=params.btype, fs=fs, output="sos")
@@ -172,10 +177,10 @@ def apply_filter(x: np.ndarray, design: FilterDesign) -> np.ndarray:
     n = x.shape[-1]
     if n < design.min_samples:
         other = " or use ftype 'butter' (it needs far fewer samples)" if design.ftype == "fir" else ""
-        raise PhaseError(
+        raise PhaseParameterError(
             f"the trace has {n} samples but the {design.ftype} {design.btype} filter at {design.edges_hz} Hz needs at "
             f"least {design.min_samples} for zero-phase filtering; record longer or raise the low cut-off{other}"
-        )
+        , parameter='cut')
     if design.sos is not None:
         return sosfiltfilt(design.sos, x, axis=-1)
     pad = 3 * design.taps.size

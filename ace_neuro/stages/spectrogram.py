@@ -30,11 +30,16 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal.windows import dpss
 
+from ace_neuro.errors import ParameterError, RawDataError
 from ace_neuro.params import SpectrogramParams
 
 
-class SpectrogramError(ValueError):
+class SpectrogramError(RawDataError):
     """Spectrogram inputs that cannot be used (trace too short, bad rates or limits)."""
+
+
+class SpectrogramParameterError(ParameterError, SpectrogramError):
+    """A parameter value this stage cannot use; ``parameter`` names it."""
 
 
 @dataclass(frozen=True)
@@ -105,27 +110,8 @@ def multitaper_spectrogram(trace: np.ndarray, fs: float, params: SpectrogramPara
     if not (isinstance(fs, (int, float, np.floating)) and math.isfinite(fs) and fs > 0):
         raise SpectrogramError(f"sampling rate fs must be a positive number of Hz, got {fs!r}")
     fs = float(fs)
-    n_win = int(round(params.window_length * fs))
-    step = int(round(params.window_step * fs))
-    if n_win < 2:
-        raise SpectrogramError(f"window_length = {params.window_length} s is {n_win} samples at {fs:g} Hz; "
-                               f"use a window of at least 2 samples")
-    if step < 1:
-        raise SpectrogramError(f"window_step = {params.window_step} s is less than one sample at {fs:g} Hz")
-    if x.size < n_win:
-        raise SpectrogramError(f"the trace lasts {x.size / fs:.3g} s ({x.size} samples), shorter than one window "
-                               f"(window_length = {params.window_length} s); use a shorter window_length")
-    nw = float(params.time_bandwidth)
-    k = int(math.floor(2 * nw - 1))
-    if k < 1 or nw >= n_win / 2:
-        raise SpectrogramError(f"time_bandwidth = {nw}: need 1 <= NW < window samples / 2 ({n_win / 2:g})")
-    nyquist = fs / 2.0
-    lo, hi = float(params.freq_lims[0]), float(params.freq_lims[1])
-    hi_used = min(hi, nyquist)
-    lo_used = max(lo, 0.0)
-    if not lo_used < hi_used:
-        raise SpectrogramError(f"freq_lims = {tuple(params.freq_lims)} Hz leaves no frequency below the Nyquist "
-                               f"frequency {nyquist:g} Hz (fs = {fs:g} Hz)")
+    w = spectrogram_windows(fs, params, x.size)
+    n_win, step, nw, k, lo_used, hi_used = w.n_win, w.step, w.nw, w.n_tapers, w.lo_hz, w.hi_hz
     t = _sample_times(times, x.size, fs)
 
     nfft = 1 << (n_win - 1).bit_length()
@@ -146,6 +132,52 @@ def multitaper_spectrogram(trace: np.ndarray, fs: float, params: SpectrogramPara
                        power_db=10.0 * np.log10(np.maximum(power, np.finfo(np.float64).tiny)),
                        params=params, fs=fs, freq_lims_used=(lo_used, hi_used), window_samples=n_win,
                        step_samples=step, n_tapers=k, nfft=nfft)
+
+
+
+@dataclass(frozen=True)
+class SpectrogramWindows:
+    """How a trace is cut into tapered windows (samples), and the frequency range kept (Hz)."""
+
+    n_win: int
+    step: int
+    nw: float
+    n_tapers: int
+    lo_hz: float
+    hi_hz: float
+
+
+def spectrogram_windows(fs: float, params: SpectrogramParams, n_samples: int) -> SpectrogramWindows:
+    """The windows of a trace of ``n_samples`` at ``fs`` Hz.
+
+    Raises :class:`SpectrogramParameterError` for a window, step, time-bandwidth or frequency range that
+    this trace cannot have. It needs only the frame rate and the length, so front ends call it before
+    any compute.
+    """
+    fs = float(fs)
+    n_win = int(round(params.window_length * fs))
+    step = int(round(params.window_step * fs))
+    if n_win < 2:
+        raise SpectrogramParameterError(f"window_length = {params.window_length} s is {n_win} samples at {fs:g} "
+                                        f"Hz; use a window of at least 2 samples", parameter="window_length")
+    if step < 1:
+        raise SpectrogramParameterError(f"window_step = {params.window_step} s is less than one sample at {fs:g} "
+                                        f"Hz", parameter="window_step")
+    if n_samples < n_win:
+        raise SpectrogramParameterError(f"the recording lasts {n_samples / fs:.3g} s ({n_samples} frames), shorter "
+                                        f"than one window of the spectrogram (window_length = {params.window_length} s); "
+                                        f"use a shorter window_length", parameter="window_length")
+    nw = float(params.time_bandwidth)
+    k = int(math.floor(2 * nw - 1))
+    if k < 1 or nw >= n_win / 2:
+        raise SpectrogramParameterError(f"time_bandwidth = {nw}: need 1 <= NW < window samples / 2 ({n_win / 2:g})",
+                                        parameter="time_bandwidth")
+    nyquist = fs / 2.0
+    lo_used, hi_used = max(float(params.freq_lims[0]), 0.0), min(float(params.freq_lims[1]), nyquist)
+    if not lo_used < hi_used:
+        raise SpectrogramParameterError(f"freq_lims = {tuple(params.freq_lims)} Hz leaves no frequency below the "
+                                        f"Nyquist frequency {nyquist:g} Hz (fs = {fs:g} Hz)", parameter="freq_lims")
+    return SpectrogramWindows(n_win, step, nw, k, lo_used, hi_used)
 
 
 def spectrogram_table(spec: Spectrogram) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from ace_neuro.errors import ParameterError
 from ace_neuro.synthetic.model import GroundTruth, render_frames
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ _TAG_BEHAVIOUR = 102
 _START = _dt.datetime(2023, 9, 1, 10, 15, 30, 123000)
 
 
-class SyntheticFormatError(ValueError):
+class SyntheticFormatError(ParameterError):
     """A writer option that cannot be honoured; the message names it and what to do."""
 
 

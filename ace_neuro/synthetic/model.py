@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from scipy import ndimage, signal, sparse
 
+from ace_neuro.errors import ParameterError
+
 log = logging.getLogger(__name__)
 
 # Sub-stream tags of the seed (fixed forever: changing one changes every recording).
@@ -51,7 +53,7 @@ _NEUROPIL_TIMESCALE_S = 1.5
 MOTION_KINDS = ("none", "rigid", "nonrigid")
 
 
-class SyntheticConfigError(ValueError):
+class SyntheticConfigError(ParameterError):
     """An invalid synthetic-recording setting; the message names the field and how to fix it."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ace_neuro.errors import ParameterError
 from ace_neuro.synthetic.formats import write_onix_session, write_ucla_v3_legacy_session, write_ucla_v4_session
 from ace_neuro.synthetic.model import (
     GroundTruth,
@@ -62,7 +63,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-class DemoProjectError(ValueError):
+class DemoProjectError(ParameterError):
     """An option of :func:`write_demo_project` that cannot be honoured."""
 
 

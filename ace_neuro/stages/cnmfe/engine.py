@@ -87,52 +87,19 @@ ProgressCallback = Callable[[str, float], None]
 
 
 def check_cnmfe_params(params: CnmfeParams, dims: tuple[int, int] | None = None) -> None:
-    """Reject parameter values the native engine cannot honour (``CnmfeParameterError``)."""
-    def bad(name, value, expected):
-        return CnmfeParameterError(f"CNMF-E parameter '{name}' = {value!r}: expected {expected}")
+    """Reject parameter values that do not fit a movie of ``dims`` (``CnmfeParameterError``).
 
-    if params.method_init != "corr_pnr":
-        raise bad("method_init", params.method_init, "'corr_pnr' (the only 1-photon initialisation implemented)")
-    if params.nb != 0:
-        raise bad("nb", params.nb, "0 (the exact ring background; low-rank backgrounds are not implemented)")
-    if params.low_rank_background not in (None, False):
-        raise bad("low_rank_background", params.low_rank_background, "empty or FALSE")
-    if params.nb_patch != 0:
-        raise bad("nb_patch", params.nb_patch, "0")
-    if params.method_deconvolution != "oasis":
-        raise bad("method_deconvolution", params.method_deconvolution, "'oasis'")
-    if params.p not in (0, 1, 2):
-        raise bad("p", params.p, "0, 1 or 2 (AR order)")
-    for name in ("gSig", "gSiz"):
-        v = getattr(params, name)
-        if len(v) != 2 or min(v) < 1:
-            raise bad(name, v, "a pair of whole numbers >= 1 such as (3, 3)")
-    for name in ("ssub", "tsub", "ssub_B"):
-        v = getattr(params, name)
-        if int(v) != v or v < 1:
-            raise bad(name, v, "a whole number >= 1")
-    if not 0 <= params.min_corr <= 1:
-        raise bad("min_corr", params.min_corr, "a number between 0 and 1")
-    if params.min_pnr < 0:
-        raise bad("min_pnr", params.min_pnr, "a number >= 0")
-    if not 0 <= params.merge_thr <= 1:
-        raise bad("merge_thr", params.merge_thr, "a number between 0 and 1")
-    if not params.decay_time > 0:
-        raise bad("decay_time", params.decay_time, "a positive time in seconds")
-    if not params.ring_size_factor > 0:
-        raise bad("ring_size_factor", params.ring_size_factor, "a number > 0")
-    if params.K is not None and params.K < 1:
-        raise bad("K", params.K, "empty (no cap) or a whole number >= 1")
-    if params.rf is not None and (params.rf < 1 or not 0 <= params.stride < 2 * params.rf + 1):
-        raise bad("stride", params.stride, f"0 <= stride < 2*rf+1 = {2 * params.rf + 1} (patch overlap)")
-    if params.border_pix < 0:
-        raise bad("border_pix", params.border_pix, "a whole number >= 0")
-    if dims is not None:
-        H, W = dims
-        if 2 * params.border_pix >= min(H, W):
-            raise bad("border_pix", params.border_pix, f"less than half the frame size {H}x{W}")
-        if params.ssub > 1 and min(H, W) // params.ssub < 8:
-            raise bad("ssub", params.ssub, f"a factor leaving at least 8x8 pixels of the {H}x{W} frame")
+    Each value's own range is checked where it is declared (:class:`~ace_neuro.params.CnmfeParams`).
+    """
+    if dims is None:
+        return
+    H, W = dims
+    if 2 * params.border_pix >= min(H, W):
+        raise CnmfeParameterError(f"CNMF-E parameter 'border_pix' = {params.border_pix}: expected less than half "
+                                  f"the frame size {H}x{W}", parameter="border_pix")
+    if params.ssub > 1 and min(H, W) // params.ssub < 8:
+        raise CnmfeParameterError(f"CNMF-E parameter 'ssub' = {params.ssub}: expected a factor leaving at least "
+                                  f"8x8 pixels of the {H}x{W} frame", parameter="ssub")
 
 
 class _Progress:

@@ -12,10 +12,10 @@ from .grid import PatchGrid, make_patch_grid
 from .pipeline import (ENGINE, MotionResult, correct_motion, correct_motion_in_memory,
                        motion_result_from_arrays, shift_field)
 from .template import estimate_template
-from .validation import MotionCorrectionError, check_motion_params
+from .validation import MotionCorrectionError, MotionParameterError, check_motion_params
 
 __all__ = [
-    "ENGINE", "MotionCorrectionError", "MotionResult", "PatchGrid", "check_motion_params",
+    "ENGINE", "MotionCorrectionError", "MotionParameterError", "MotionResult", "PatchGrid", "check_motion_params",
     "correct_motion", "correct_motion_in_memory", "estimate_template", "highpass_filter",
     "make_patch_grid", "motion_result_from_arrays", "shift_field",
 ]

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import ParameterError, RawDataError
 from ...params import MotionParams
 
 BORDER_MODES = ("copy", "nan", "zero")
 
 
-class MotionCorrectionError(ValueError):
-    """Motion correction cannot run with these parameters on this movie; the message says how to fix it."""
+class MotionCorrectionError(RawDataError):
+    """Motion correction cannot run on this movie as given; the message says how to fix it."""
+
+
+class MotionParameterError(ParameterError, MotionCorrectionError):
+    """A motion-correction parameter that does not fit this movie (``parameter`` names it)."""
 
 
 def patch_size(params: MotionParams) -> tuple[int, int]:
@@ -36,63 +41,38 @@ def check_frames(frames) -> tuple[int, int, int]:
 
 
 def check_motion_params(params: MotionParams, frame_shape: tuple[int, int]) -> None:
-    """Raise :class:`MotionCorrectionError` if ``params`` cannot be used on frames of ``frame_shape``.
+    """Raise :class:`MotionParameterError` if ``params`` cannot be used on frames of ``frame_shape`` (H, W) px.
 
-    Parameters
-    ----------
-    params
-        Motion-correction parameters.
-    frame_shape
-        ``(H, W)`` of the movie in px.
+    Each value's own range is checked where it is declared (:class:`~ace_neuro.params.MotionParams`);
+    this checks what depends on the frame size.
     """
     h, w = (int(s) for s in frame_shape)
     size = f"the frame is {h} x {w} px (height x width)"
-    if params.border_nan not in BORDER_MODES:
-        raise MotionCorrectionError(
-            f"border_nan = {params.border_nan!r}: expected one of {', '.join(map(repr, BORDER_MODES))}")
-    ms = tuple(int(v) for v in params.max_shifts)
-    if len(ms) != 2 or min(ms) < 0:
-        raise MotionCorrectionError(f"max_shifts = {params.max_shifts!r}: expected two whole numbers >= 0")
-    for axis, (m, d) in enumerate(zip(ms, (h, w))):
+    for axis, (m, d) in enumerate(zip(params.max_shifts, (h, w))):
         if 2 * m + 4 > d:
-            raise MotionCorrectionError(
+            raise MotionParameterError(
                 f"max_shifts = {params.max_shifts!r} is too large: {size}, so the shift along "
-                f"{'y' if axis == 0 else 'x'} must be at most {(d - 4) // 2} px. Reduce max_shifts.")
+                f"{'y' if axis == 0 else 'x'} must be at most {(d - 4) // 2} px. Reduce max_shifts.",
+                parameter="max_shifts")
     if params.gSig_filt is not None:
-        g = tuple(params.gSig_filt)
-        if len(g) != 2 or min(g) < 1:
-            raise MotionCorrectionError(
-                f"gSig_filt = {params.gSig_filt!r}: expected two whole numbers >= 1, or None for no filter")
-        k = tuple(highpass_kernel_size(gi) for gi in g)
+        k = tuple(highpass_kernel_size(gi) for gi in params.gSig_filt)
         if k[0] > h or k[1] > w:
-            raise MotionCorrectionError(
+            raise MotionParameterError(
                 f"gSig_filt = {params.gSig_filt!r} needs a {k[0]} x {k[1]} px filter but {size}. "
-                f"Reduce gSig_filt.")
+                f"Reduce gSig_filt.", parameter="gSig_filt")
     if not params.pw_rigid:
         return
-    st, ov = tuple(int(v) for v in params.strides), tuple(int(v) for v in params.overlaps)
-    if min(st) < 1 or min(ov) < 0:
-        raise MotionCorrectionError(
-            f"strides = {params.strides!r}, overlaps = {params.overlaps!r}: strides must be >= 1 and "
-            f"overlaps >= 0")
-    for axis in (0, 1):
-        if ov[axis] >= st[axis]:
-            raise MotionCorrectionError(
-                f"overlaps = {params.overlaps!r} must be smaller than strides = {params.strides!r} "
-                f"(along {'y' if axis == 0 else 'x'}). Reduce overlaps or increase strides.")
     p = patch_size(params)
     if p[0] > h or p[1] > w:
-        raise MotionCorrectionError(
+        raise MotionParameterError(
             f"strides + overlaps = {p[0]} x {p[1]} px (one patch) is larger than the frame: {size}. "
-            f"Reduce strides/overlaps or use pw_rigid = FALSE.")
+            f"Reduce strides/overlaps or use pw_rigid = FALSE.", parameter="strides")
     dev = int(params.max_deviation_rigid)
-    if dev < 0:
-        raise MotionCorrectionError(f"max_deviation_rigid = {dev}: expected a whole number >= 0")
     if 2 * (dev + 2) >= min(p):
-        raise MotionCorrectionError(
+        raise MotionParameterError(
             f"max_deviation_rigid = {dev} px is too large for patches of {p[0]} x {p[1]} px "
             f"(strides + overlaps): it must be below {min(p) // 2 - 2} px. Reduce max_deviation_rigid "
-            f"or enlarge strides/overlaps.")
+            f"or enlarge strides/overlaps.", parameter="max_deviation_rigid")
 
 
 def highpass_kernel_size(gsig: int) -> int:
