@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -458,7 +459,7 @@ class _RunContext:
         what = "every stage" if selection is None else (
             ", ".join(selection) if len(selection) <= 4 else f"{len(selection)} stages")
         log.info("line %d: running %s", self.line_num, what)
-        with StageProgress(self.instance, self.line_num):
+        with StageProgress(self.instance, self.line_num), self._reported("run"):
             (run,) = materialize_lines(
                 [self.line_num], project_path=str(self.project.project_path),
                 data_path=None if self.project.data_path is None else str(self.project.data_path),
@@ -469,6 +470,20 @@ class _RunContext:
         self.metadata.update(run.metadata)
         if not run.success:
             raise self._failure(run)
+
+    @contextmanager
+    def _reported(self, stage: str):
+        """A platform error raised outside any stage (the line is busy, the storage root is read-only) as a
+        PipelineError."""
+        try:
+            yield
+        except (AceError, OSError) as exc:
+            report = describe(exc)
+            if report.category == "internal":
+                raise
+            raise PipelineError.from_report(report, stage=stage, line_num=self.line_num,
+                                            where=_Where(self.project, self.line_num, self.session_dir,
+                                                         self.storage_root)) from exc
 
     def materialise_remaining(self) -> None:
         """Run every asset not yet materialised by this call (all of them on a first call)."""

@@ -19,6 +19,7 @@ from ace_neuro.errors import ErrorReport, InternalError
 from ace_neuro.storage import process_alive
 from resources import ProjectResource
 
+from .line_lock import line_claimed
 from .partitions import LINES_PARTITION, sync_line_partitions
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
                       overrides: Mapping[str, Any] | None = None, instance: DagsterInstance | None = None,
                       selection=None, raise_on_error: bool = False,
                       run_config: Mapping[str, Any] | None = None) -> list[LineRun]:
-    """Materialise every asset (or ``selection``) for each line; one run per line.
+    """Materialise every asset (or ``selection``) for each line; one run per line, each holding its line
+    (:func:`~ace_assets.line_lock.line_claimed`) so no other run analyses it at the same time.
 
     ``run_config`` is passed to every run as is (the CLI uses it to set the console log level).
     """
@@ -100,10 +102,11 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
     runs = []
     for line in lines:
         t0 = time.perf_counter()
-        result = materialize([*all_assets(), *all_checks()], instance=instance, resources=resources,
-                             partition_key=str(line), raise_on_error=raise_on_error, selection=selection,
-                             tags={"ace/line": str(line), HOST_TAG: socket.gethostname(),
-                                   PID_TAG: str(os.getpid())}, run_config=run_config)
+        with line_claimed(instance, line, storage_root):  # one run per line: LineBusyError otherwise
+            result = materialize([*all_assets(), *all_checks()], instance=instance, resources=resources,
+                                 partition_key=str(line), raise_on_error=raise_on_error, selection=selection,
+                                 tags={"ace/line": str(line), HOST_TAG: socket.gethostname(),
+                                       PID_TAG: str(os.getpid())}, run_config=run_config)
         run = LineRun(line_num=int(line), success=result.success, run_id=result.run_id,
                       seconds=time.perf_counter() - t0)
         for stat in instance.get_run_step_stats(result.run_id):

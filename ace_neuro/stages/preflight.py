@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import get_engine
 from ..params import PipelineParams
 from .cnmfe.engine import check_cnmfe_params
 from .crop import crop_box_from_coords
@@ -30,11 +31,13 @@ class RecordingShape:
 def check_before_compute(params: PipelineParams, recording: RecordingShape) -> None:
     """Raise the :class:`~ace_neuro.errors.ParameterError` that a stage would raise later, now.
 
-    Checks the crop box against the frame, motion correction's shifts, filter and patches
+    Checks that the engine is installed, the crop box against the frame, motion correction's shifts, filter and patches
     against the cropped frame, CNMF-E's border and downsampling, the band-pass cut-offs against
     the Nyquist frequency and the recording's length, and the spectrogram window against the
     recording's length.
     """
+    if params.motion.enabled or params.cnmfe.enabled:
+        get_engine(params.engine.name)  # EngineUnavailableError (the environment) when it is not installed
     h, w = recording.height, recording.width
     if params.crop.enabled and params.crop.coords is not None:
         box = crop_box_from_coords(params.crop.coords, (h, w))
