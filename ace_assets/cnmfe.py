@@ -5,12 +5,15 @@
   the data beside the CSV's - for tuning without a GUI (cheap: seconds).
 - ``cnmfe_estimates``: the native (or CaImAn) engine's A, C, S, b0, ring background, noise,
   correlation and PNR images, parameters used (zarr group).
+- ``component_curation``: the line's manual curation file, as a snapshot whose data version is
+  the hash of the decisions.
 - ``accepted_components``: one row per component with SNR, r-value, accepted and why, with the
   line's manual curation applied on top.
 """
 import numpy as np
 import pandas as pd
-from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check)
+from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, DataVersion, MetadataValue, Output, asset,
+                     asset_check)
 
 from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie
@@ -18,9 +21,10 @@ from ace_neuro.params import CnmfeParams, EngineParams, EvaluationParams, params
 from ace_neuro.plots.cnmfe import plot_contours, plot_summary_images, plot_traces
 from ace_neuro.stages import cnmfe as cnmfe_stage
 from ace_neuro.stages.cnmfe import CnmfeResult, advise_parameters, suggest_parameters
+from ace_neuro.stages.cnmfe.merge import duplicate_pairs
 from ace_neuro.project import curation_file
 from ace_neuro.stages.evaluation import accepted_components as evaluate_components
-from ace_neuro.stages.evaluation import load_curation
+from ace_neuro.stages.evaluation import Curation, curation_version, load_curation
 from resources import ProjectResource
 from resources.failures import reports_failures
 from resources.figures import FigureStore
@@ -96,20 +100,35 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore, motion
     return result
 
 
+@asset(partitions_def=lines_partitions, io_manager_key="json_io", group_name="cnmfe", kinds={"json"},
+       description="The line's manual curation (<project>/curation/<line>.json, written by the review window): "
+                   "components rejected or restored by a person. Data version = hash of the decisions, so "
+                   "editing the file and refreshing this snapshot (the parameters_changed sensor does it) marks "
+                   "accepted_components and everything downstream stale.")
+@reports_failures
+def component_curation(context: AssetExecutionContext, project: ProjectResource) -> Output:
+    path = curation_file(project.project_path, int(context.partition_key))
+    curation = load_curation(path)
+    return Output(curation, data_version=DataVersion(curation_version(curation)),
+                  metadata={"curation_file": MetadataValue.path(str(path)), "exists": path.exists(),
+                            "rejected": MetadataValue.json(list(curation.rejected)),
+                            "restored": MetadataValue.json(list(curation.restored)), "updated": curation.updated})
+
+
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
        description="SPEC 3.6: one row per component - id, centroid, area, SNR, spatial r-value, accepted and "
                    "why - applying min_SNR and rval_thr, then the line's manual curation on top.")
 @reports_failures
-def accepted_components(context: AssetExecutionContext, figures: FigureStore, project: ProjectResource, cnmfe_estimates: CnmfeResult,
-                        motion_corrected_movie: Movie, evaluation_parameters: EvaluationParams) -> pd.DataFrame:
+def accepted_components(context: AssetExecutionContext, figures: FigureStore, cnmfe_estimates: CnmfeResult,
+                        motion_corrected_movie: Movie, evaluation_parameters: EvaluationParams,
+                        component_curation: Curation) -> pd.DataFrame:
     ep = evaluation_parameters
-    cur_path = curation_file(project.project_path, int(context.partition_key))
-    curation = load_curation(cur_path)
+    curation = component_curation
     table = evaluate_components(motion_corrected_movie.frames, cnmfe_estimates, ep, curation=curation)
     n_acc = int(table["accepted"].sum())
     context.add_output_metadata({
         **params_metadata(ep, params_hash(ep)), "n_components": len(table), "n_accepted": n_acc,
-        "n_rejected": len(table) - n_acc, "curation_file": MetadataValue.path(str(cur_path)),
+        "n_rejected": len(table) - n_acc,
         "manually_rejected": len(curation.rejected), "manually_restored": len(curation.restored),
         "preview": figures.preview(context, "preview", plot_contours(cnmfe_estimates, table)),
         "traces": figures.preview(context, "traces", plot_traces(cnmfe_estimates, table)),
@@ -133,38 +152,12 @@ def estimates_finite(cnmfe_estimates: CnmfeResult) -> AssetCheckResult:
 
 @asset_check(asset=accepted_components, additional_ins={"cnmfe_estimates": AssetIn(),
                                                         "cnmfe_parameters": AssetIn()},
-             description="No two accepted components overlap by more than 0.8 (footprint overlap) while their "
-                         "traces correlate above merge_thr: those are one neuron found twice.")
+             description="No two accepted components are one neuron found twice (the footprints are nearly the "
+                         "same image, or one lies inside the other with close centroids: CNMF-E's own test).")
 def no_duplicate_accepted(accepted_components: pd.DataFrame, cnmfe_estimates: CnmfeResult,
                           cnmfe_parameters: CnmfeParams) -> AssetCheckResult:
     ids = accepted_components.loc[accepted_components["accepted"], "component_id"].to_numpy(dtype=int)
-    pairs = duplicate_pairs(cnmfe_estimates, ids, overlap_thr=0.8, corr_thr=cnmfe_parameters.merge_thr)
-    return AssetCheckResult(passed=not pairs, metadata={"duplicate_pairs": MetadataValue.json(pairs[:20]),
-                                                        "n_pairs": len(pairs)})
-
-
-def duplicate_pairs(est: CnmfeResult, ids: np.ndarray, *, overlap_thr: float, corr_thr: float) -> list[list[int]]:
-    """Pairs of components whose footprints overlap > overlap_thr and traces correlate > corr_thr.
-
-    Overlap is the shared footprint mass relative to the smaller one: sum(min(a, b)) / min(sum a, sum b).
-    """
-    if len(ids) < 2:
-        return []
-    A = est.A[:, ids].tocsc()
-    support = (A > 0).astype(np.float32)
-    touching = (support.T @ support).tocoo()
-    C = est.C[ids].astype(np.float64)
-    C = C - C.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(C, axis=1) + 1e-12
-    mass = np.asarray(A.sum(axis=0)).ravel()
-    out = []
-    for i, j in zip(touching.row, touching.col):
-        if i >= j:
-            continue
-        a = A[:, i].toarray().ravel()
-        b = A[:, j].toarray().ravel()
-        overlap = np.minimum(a, b).sum() / max(min(mass[i], mass[j]), 1e-12)
-        corr = float(C[i] @ C[j] / (norms[i] * norms[j]))
-        if overlap > overlap_thr and corr > corr_thr:
-            out.append([int(ids[i]), int(ids[j])])
-    return out
+    pairs = duplicate_pairs(cnmfe_estimates.A[:, ids], cnmfe_estimates.dims, gSig=cnmfe_parameters.gSig)
+    named = [[int(ids[i]), int(ids[j])] for i, j in pairs]
+    return AssetCheckResult(passed=not named, metadata={"duplicate_pairs": MetadataValue.json(named[:20]),
+                                                        "n_pairs": len(named)})

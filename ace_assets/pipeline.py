@@ -38,7 +38,7 @@ from ace_neuro.project import Project, curation_file, save_crop_coords
 from ace_neuro.readers import open_recording
 from ace_neuro.stages.preflight import RecordingShape, check_before_compute
 
-from .definitions import all_assets
+from .graph import all_assets, downstream_of
 from .progress import StageProgress
 from .runner import fail_dead_runs, get_instance, materialize_lines, step_failures, was_interrupted
 
@@ -56,7 +56,8 @@ ORIGINAL_ARGUMENTS_NOT_NEEDED: Mapping[str, str] = {
     "plot_params": "figures are written to <storage root>/figures/<line>/",
     "inspect_motion_correction": "motion-correction figures are written to <storage root>/figures/<line>/",
 }
-CURATION_ASSET = "accepted_components"
+CURATION_ASSET = "accepted_components"  # what the review window shows
+CURATION_SNAPSHOT = "component_curation"  # what it changes: re-read, then everything below it re-runs
 #: Dagster's own console logger is silenced; stage progress and warnings are logged by StageProgress.
 QUIET_DAGSTER = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -432,7 +433,7 @@ class MiniscopePipeline:
             return None
         log.info("line %d: curation saved to %s (%d rejected, %d restored); updating the downstream assets",
                  ctx.line_num, outcome.path, len(outcome.curation["rejected"]), len(outcome.curation["restored"]))
-        ctx.materialise(ctx.downstream_of(CURATION_ASSET))
+        ctx.materialise(downstream_of(CURATION_SNAPSHOT))
         return outcome.path
 
 
@@ -517,18 +518,3 @@ class _RunContext:
                                 file=self.session_dir,
                                 hint="this installation's raw_movie asset does not honour filenames; run without "
                                      "--filenames (every video of the session is read).")
-
-    def downstream_of(self, asset: str) -> list[str]:
-        """``asset`` and every asset below it in the graph."""
-        children: dict[str, set[str]] = {}
-        for a in all_assets():
-            for key in a.keys:
-                for dep in a.asset_deps.get(key, ()):
-                    children.setdefault(dep.to_user_string(), set()).add(key.to_user_string())
-        out, todo = [], [asset]
-        while todo:
-            name = todo.pop()
-            if name not in out:
-                out.append(name)
-                todo.extend(sorted(children.get(name, ())))
-        return out

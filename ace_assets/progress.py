@@ -11,6 +11,7 @@ import re
 import threading
 from datetime import datetime, timedelta, timezone
 
+from .graph import all_checks
 from .runner import latest_line_run_id
 
 log = logging.getLogger("ace_assets.pipeline")
@@ -21,8 +22,6 @@ RUN_IN_PROGRESS = threading.Event()
 
 
 def _check_step_names() -> set[str]:
-    from .definitions import all_checks
-
     return {c.node_def.name for c in all_checks()}
 
 

@@ -19,6 +19,7 @@ from ace_neuro.errors import ErrorReport, InternalError
 from ace_neuro.storage import process_alive
 from resources import ProjectResource
 
+from .graph import all_assets, all_checks, build_resources
 from .line_lock import line_claimed
 from .partitions import LINES_PARTITION, sync_line_partitions
 
@@ -90,8 +91,6 @@ def materialize_lines(lines: Sequence[int], *, project_path: str, data_path: str
 
     ``run_config`` is passed to every run as is (the CLI uses it to set the console log level).
     """
-    from .definitions import all_assets, all_checks, build_resources
-
     instance = instance or get_instance()
     for run_id in fail_dead_runs(instance):
         log.warning("run %s was left unfinished by a killed process: marked failed, its pool slots freed", run_id)

@@ -8,7 +8,7 @@ from ace_neuro.movie import Movie
 from ace_neuro.plots.signals import (plot_event_phase_histogram, plot_event_raster, plot_filtered_phase,
                                      plot_spectrogram)
 from ace_neuro.stages.cnmfe import CnmfeResult
-from ace_neuro.stages.events import attach_phase, detect_events
+from ace_neuro.stages.events import attach_phase, detect_events, event_rates_per_minute
 from ace_neuro.stages.phase import compute_phase, mean_fluorescence, phase_table
 from ace_neuro.stages.spectrogram import multitaper_spectrogram, spectrogram_table
 from ace_neuro.params import EventParams, FilterParams, SpectrogramParams, params_hash
@@ -67,9 +67,7 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
     if "phase_rad" in calcium_phase:
         events = attach_phase(events, calcium_phase["phase_rad"].to_numpy())
     events.insert(0, "line", int(context.partition_key))
-    duration_min = max((times[-1] - times[0]) / 60.0, 1e-9) if len(times) > 1 else float("nan")
-    per_comp = events.groupby("component_id").size().reindex(ids, fill_value=0) if len(ids) else pd.Series(dtype=int)
-    rates = (per_comp / duration_min) if len(ids) else per_comp
+    rates = event_rates_per_minute(events, ids, times)
     figs = {}
     if len(ids):
         figs["preview"] = figures.preview(context, "preview", plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
@@ -119,11 +117,9 @@ EVENT_RATE_RANGE_PER_MIN = (0.05, 120.0)
 def event_rate_plausible(calcium_events: pd.DataFrame, accepted_components: pd.DataFrame,
                          calcium_phase: pd.DataFrame) -> AssetCheckResult:
     ids = accepted_ids(accepted_components)
-    times = calcium_phase["time_s"].to_numpy()
-    minutes = (times[-1] - times[0]) / 60.0 if len(times) > 1 else 0.0
-    if not len(ids) or minutes <= 0:
+    rates = event_rates_per_minute(calcium_events, ids, calcium_phase["time_s"].to_numpy())
+    if rates.empty:
         return AssetCheckResult(passed=True, metadata={"skipped": "no accepted components"})
-    rates = calcium_events.groupby("component_id").size().reindex(ids, fill_value=0) / minutes
     lo, hi = EVENT_RATE_RANGE_PER_MIN
     outside = rates[(rates < lo) | (rates > hi)]
     return AssetCheckResult(

@@ -15,6 +15,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from ace_neuro import storage
 from ace_neuro.movie import MovieAlias, MovieStream
 from ace_neuro.params import params_from_dict, params_to_dict
+from ace_neuro.stages.evaluation import Curation, curation_from_dict, curation_to_dict
 
 from .failures import reports_failures
 
@@ -104,8 +105,20 @@ class ParquetIOManager(ConfigurableIOManager):
         return storage.read_table(_existing(self.path_for(context), context))
 
 
+def _to_json(obj) -> dict:
+    if isinstance(obj, Curation):
+        return {"type": "Curation", "values": curation_to_dict(obj)}
+    return params_to_dict(obj)
+
+
+def _from_json(data: dict):
+    if data.get("type") == "Curation":
+        return curation_from_dict(data["values"], source="stored curation snapshot")
+    return params_from_dict(data)
+
+
 class JsonIOManager(ConfigurableIOManager):
-    """Small typed values (a stage's parameter snapshot) as JSON files, written atomically."""
+    """Small typed values (a stage's parameter snapshot, a line's curation) as JSON files, written atomically."""
 
     base_path: str
 
@@ -116,10 +129,10 @@ class JsonIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj) -> None:
         path = self.path_for(context)
         with storage.atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(params_to_dict(obj), indent=1, sort_keys=True))
+            tmp.write_text(json.dumps(_to_json(obj), indent=1, sort_keys=True))
         context.add_output_metadata({"path": str(path)})
 
     @reports_failures
     def load_input(self, context: InputContext):
         path = _existing(self.path_for(context), context)
-        return params_from_dict(json.loads(path.read_text()))
+        return _from_json(json.loads(path.read_text()))

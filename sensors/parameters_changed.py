@@ -1,8 +1,9 @@
-"""Sensor: a line's row of analysis_parameters.csv changed -> refresh its parameter snapshots.
+"""Sensor: a line's row of analysis_parameters.csv (or its curation file) changed -> refresh its snapshots.
 
 Every stage reads its parameters from a snapshot asset (``crop_parameters``,
 ``cnmfe_parameters``, ...; see :mod:`ace_assets.parameters`) whose data version is the hash
-of the values. This sensor compares, for every line analysed before, the hash of each
+of the values, and ``accepted_components`` reads the line's manual curation from the
+``component_curation`` snapshot, versioned the same way. This sensor compares, for every line analysed before, the hash of each
 stage's parameters as the CSV now gives them with the data version of the snapshot last
 materialised. When one differs it requests a run of the snapshots only (run key: the line
 and the new hashes, so each edit is handled once). The snapshots whose values did not
@@ -36,14 +37,13 @@ from dagster import (
 
 from ace_assets.parameters import PARAMETER_ASSETS
 from ace_assets.partitions import LINES_PARTITION
+from ace_assets.staleness import current_data_version
 from ace_neuro.params import params_hash
-from ace_neuro.project import Project, ProjectError
+from ace_neuro.project import Project, ProjectError, curation_file
+from ace_neuro.stages.evaluation import curation_version, load_curation
 from resources import ProjectResource
 
 from .raw_data import DEFAULT_INTERVAL_SECONDS, TRIGGER_TAG, _env_number
-
-DATA_VERSION_TAG = "dagster/data_version"
-
 
 @dataclass(frozen=True)
 class ParameterChange:
@@ -59,22 +59,25 @@ class ParameterChange:
         return f"parameters-{self.line}-{digest.hexdigest()[:12]}"
 
 
+#: the curation snapshot, refreshed like the parameter snapshots
+CURATION_SNAPSHOT = "component_curation"
+SNAPSHOT_ASSETS = (*PARAMETER_ASSETS, CURATION_SNAPSHOT)
+
+
 def current_hashes(project: Project, line: str) -> dict[str, str]:
-    """Snapshot asset -> hash of the stage's parameters as the project's CSV gives them now."""
+    """Snapshot asset -> hash of its values as the project's files give them now."""
     params = project.params(int(line))
-    return {asset: params_hash(getattr(params, field)) for asset, field in PARAMETER_ASSETS.items()}
+    out = {asset: params_hash(getattr(params, field)) for asset, field in PARAMETER_ASSETS.items()}
+    out[CURATION_SNAPSHOT] = curation_version(load_curation(curation_file(project.project_path, int(line))))
+    return out
 
 
 def stored_hashes(instance: DagsterInstance, lines: list[str]) -> dict[str, dict[str, str]]:
     """line -> {snapshot asset -> data version of its latest materialisation} (lines with snapshots only)."""
     out: dict[str, dict[str, str]] = {}
-    for asset in PARAMETER_ASSETS:
+    for asset in SNAPSHOT_ASSETS:
         for line in lines:
-            record = instance.get_latest_data_version_record(AssetKey(asset), partition_key=line)
-            if record is None:
-                continue
-            mat = record.asset_materialization
-            version = (mat.tags or {}).get(DATA_VERSION_TAG) if mat is not None else None
+            version = current_data_version(instance, asset, line)
             if version:
                 out.setdefault(line, {})[asset] = version
     return out
@@ -92,8 +95,8 @@ def find_changes(project: Project, instance: DagsterInstance) -> tuple[list[Para
         except ProjectError as exc:
             problems.append(f"line {line}: {exc}")
             continue
-        changed = tuple(a for a in PARAMETER_ASSETS if a in stored[line] and stored[line][a] != now[a])
-        missing = tuple(a for a in PARAMETER_ASSETS if a not in stored[line])
+        changed = tuple(a for a in SNAPSHOT_ASSETS if a in stored[line] and stored[line][a] != now[a])
+        missing = tuple(a for a in SNAPSHOT_ASSETS if a not in stored[line])
         if changed or missing:
             changes.append(ParameterChange(line, changed + missing, now))
     return changes, problems
@@ -107,12 +110,12 @@ def build_parameters_changed_sensor(*, name: str = "parameters_changed", minimum
     if default_status is None:
         default_status = (DefaultSensorStatus.STOPPED if os.environ.get("ACE_PARAMETERS_SENSOR", "").strip().lower()
                           == "stopped" else DefaultSensorStatus.RUNNING)
-    keys = [AssetKey(a) for a in PARAMETER_ASSETS]
+    keys = [AssetKey(a) for a in SNAPSHOT_ASSETS]
 
     @sensor(name=name, minimum_interval_seconds=interval, default_status=default_status,
             target=AssetSelection.assets(*keys),
-            description="analysis_parameters.csv changed for an analysed line -> refresh its parameter "
-                        "snapshots, so the stages whose parameters changed show as stale.")
+            description="analysis_parameters.csv or a curation file changed for an analysed line -> refresh "
+                        "its snapshots, so the stages whose inputs changed show as stale.")
     def _parameters_changed(context: SensorEvaluationContext, project: ProjectResource):
         try:
             proj = project.load()

@@ -43,7 +43,9 @@ from dagster import (
     sensor,
 )
 
+from ace_assets.graph import all_assets
 from ace_assets.partitions import LINES_PARTITION, lines_partitions
+from ace_assets.runner import fail_dead_runs
 from ace_neuro.project import ProjectError
 from resources import ProjectResource
 
@@ -90,8 +92,6 @@ def graph_root_keys(assets) -> list[AssetKey]:
 
 
 def _root_keys() -> list[AssetKey]:
-    from ace_assets.definitions import all_assets  # at call time: definitions imports this module
-
     return graph_root_keys(all_assets())
 
 
@@ -107,8 +107,6 @@ def active_lines(instance: DagsterInstance) -> set[str]:
     Runs left unfinished by a killed CLI process are marked failed first, so their line is not
     "active" forever.
     """
-    from ace_assets.runner import fail_dead_runs
-
     fail_dead_runs(instance)
     records = instance.get_run_records(filters=RunsFilter(statuses=list(ACTIVE_STATUSES)))
     return {r.dagster_run.tags["dagster/partition"] for r in records if "dagster/partition" in r.dagster_run.tags}

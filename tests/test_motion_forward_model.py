@@ -14,7 +14,7 @@ import pytest
 from ace_neuro.params import MotionParams
 from ace_neuro.stages.motion import correct_motion, correct_motion_in_memory, make_patch_grid
 
-synthetic = pytest.importorskip("ace_neuro.synthetic.model")
+import ace_neuro.synthetic.model as synthetic  # noqa: E402  (a broken import must fail, not skip)
 
 from test_motion import content_field, field_rmse  # noqa: E402  (tests/ is on sys.path under pytest)
 

@@ -85,3 +85,25 @@ def test_changing_the_engine_marks_the_heavy_stages_stale(demo, tmp_path):
     assert materialize([line_parameters], partition_key="96", instance=instance, resources=resources).success
     assert current_data_version(instance, "engine_parameters", "96") != v_engine
     assert current_data_version(instance, "motion_parameters", "96") == v_motion
+
+
+def test_editing_the_curation_file_marks_accepted_components_stale(tmp_path):
+    from ace_assets.runner import materialize_lines
+    from ace_neuro.project import curation_file
+    from ace_neuro.stages.evaluation import Curation, save_curation
+
+    demo = write_demo_project(tmp_path / "demo", lines=(96,), height=48, width=56, n_frames=120,
+                              frames_per_file=60, seed=2)
+    instance = DagsterInstance.ephemeral()
+    kwargs = dict(project_path=str(demo.project_path), data_path=str(demo.data_path),
+                  storage_root=str(tmp_path / "store"), instance=instance)
+    (run,) = materialize_lines([96], **kwargs)
+    assert run.success and changed_inputs(instance, "accepted_components", "96") == []
+    ids = run.metadata["accepted_components"]["n_components"]
+    assert ids > 0
+    save_curation(curation_file(demo.project_path, 96), Curation(rejected=(0,)))
+    (run,) = materialize_lines([96], selection=["component_curation"], **kwargs)
+    assert run.success and changed_inputs(instance, "accepted_components", "96") == ["component_curation"]
+    (run,) = materialize_lines([96], selection=["accepted_components"], **kwargs)
+    assert run.metadata["accepted_components"]["manually_rejected"] == 1
+    assert changed_inputs(instance, "accepted_components", "96") == []

@@ -233,10 +233,13 @@ def test_parameters_changed_sensor_refreshes_only_analysed_lines_once_per_edit(t
     from dagster import materialize
 
     from ace_assets.definitions import build_resources
-    from ace_assets.parameters import PARAMETER_ASSETS, line_parameters
+    from ace_assets.cnmfe import component_curation
+    from ace_assets.parameters import line_parameters
+    from ace_neuro.project import curation_file
+    from ace_neuro.stages.evaluation import Curation, save_curation
     from ace_neuro.synthetic.project import write_demo_project
     from sensors import build_parameters_changed_sensor
-    from sensors.parameters_changed import stored_hashes
+    from sensors.parameters_changed import SNAPSHOT_ASSETS, stored_hashes
 
     demo = write_demo_project(tmp_path / "demo", lines=[96, 97], height=40, width=48, n_frames=30,
                               frames_per_file=30)
@@ -247,8 +250,9 @@ def test_parameters_changed_sensor_refreshes_only_analysed_lines_once_per_edit(t
         instance.add_dynamic_partitions("experiment_lines", ["96", "97"])
         r = sensor(ctx(instance))
         assert isinstance(r, SkipReason)  # nothing analysed yet: nothing to refresh
-        assert materialize([line_parameters], partition_key="96", instance=instance,
-                           resources=build_resources(project, str(tmp_path / "storage"))).success
+        resources = build_resources(project, str(tmp_path / "storage"))
+        assert materialize([line_parameters, component_curation], partition_key="96", instance=instance,
+                           resources=resources).success
         assert set(stored_hashes(instance, ["96", "97"])) == {"96"}
         r = sensor(ctx(instance))
         assert isinstance(r, SkipReason) and "No analysed line's parameters changed" in r.skip_message
@@ -265,5 +269,12 @@ def test_parameters_changed_sensor_refreshes_only_analysed_lines_once_per_edit(t
         (req,) = r.run_requests
         assert req.partition_key == "96"
         assert set(req.tags["ace/changed"].split(",")) == {"detrend_parameters", "cnmfe_parameters"}
-        assert {k.path[-1] for k in req.asset_selection} == set(PARAMETER_ASSETS)
+        assert {k.path[-1] for k in req.asset_selection} == set(SNAPSHOT_ASSETS)
         assert req.run_key == sensor(ctx(instance)).run_requests[0].run_key  # same edit, same key: once
+        # the snapshots are refreshed; then a person rejects a component in the curation file by hand
+        assert materialize([line_parameters, component_curation], partition_key="96", instance=instance,
+                           resources=resources).success
+        assert isinstance(sensor(ctx(instance)), SkipReason)
+        save_curation(curation_file(demo.project_path, 96), Curation(rejected=(3,)))
+        (req,) = sensor(ctx(instance)).run_requests
+        assert req.tags["ace/changed"] == "component_curation"

@@ -22,6 +22,8 @@ survives re-running: it is stored outside the computed table.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -47,7 +49,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluationError", "Curation", "component_snr", "component_rvalues", "active_frames",
-    "accepted_components", "apply_curation", "load_curation", "save_curation", "COLUMNS",
+    "accepted_components", "apply_curation", "load_curation", "save_curation", "curation_from_dict",
+    "curation_to_dict", "curation_version", "CurationFileError", "COLUMNS",
 ]
 
 COLUMNS = ("component_id", "centroid_y", "centroid_x", "area_px", "snr", "r_value", "accepted", "reason")
@@ -267,7 +270,7 @@ def load_curation(path: str | os.PathLike) -> Curation:
 
     Raises
     ------
-    EvaluationError
+    CurationFileError
         If the file is not valid JSON of the expected shape (names the file and the field).
     """
     p = Path(path)
@@ -276,25 +279,45 @@ def load_curation(path: str | os.PathLike) -> Curation:
     try:
         d = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CurationFileError(f"curation file {p} is not readable JSON ({e}); fix or delete it") from None
+        raise CurationFileError(f"curation file {p} is not readable JSON ({e}); fix or delete it", file=p) from None
+    return curation_from_dict(d, source=f"curation file {p}")
+
+
+def curation_from_dict(d, *, source: str = "curation") -> Curation:
+    """A :class:`Curation` from its JSON form (a curation file, or a stored snapshot of one)."""
     if not isinstance(d, dict):
-        raise CurationFileError(f"curation file {p}: expected a JSON object with 'rejected' and 'restored' lists")
+        raise CurationFileError(f"{source}: expected a JSON object with 'rejected' and 'restored' lists")
 
     def ids(name):
         v = d.get(name, [])
-        if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
-            raise CurationFileError(f"curation file {p}: '{name}' must be a list of component ids (whole numbers >= 0)")
+        if not isinstance(v, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+            raise CurationFileError(f"{source}: '{name}' must be a list of component ids (whole numbers >= 0)")
         return tuple(sorted(set(v)))
 
     cents = d.get("centroids", {}) or {}
     if not isinstance(cents, dict):
-        raise CurationFileError(f"curation file {p}: 'centroids' must be an object id -> [y, x]")
+        raise CurationFileError(f"{source}: 'centroids' must be an object id -> [y, x]")
     try:
         cents = {int(k): (float(v[0]), float(v[1])) for k, v in cents.items()}
     except (TypeError, ValueError, IndexError):
-        raise CurationFileError(f"curation file {p}: 'centroids' must map ids to [y, x] pairs") from None
+        raise CurationFileError(f"{source}: 'centroids' must map ids to [y, x] pairs") from None
     return Curation(rejected=ids("rejected"), restored=ids("restored"), note=str(d.get("note", "") or ""),
                     updated=str(d.get("updated", "") or ""), centroids=cents)
+
+
+def curation_version(curation: Curation) -> str:
+    """Short hash of a curation's decisions (not of when it was saved): equal decisions, equal version."""
+    decisions = {k: v for k, v in curation_to_dict(curation).items() if k != "updated"}
+    return hashlib.sha256(json.dumps(decisions, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def curation_to_dict(curation: Curation) -> dict:
+    """The JSON form of a curation (what :func:`save_curation` writes, without touching ``updated``)."""
+    return {"rejected": sorted(int(i) for i in curation.rejected),
+            "restored": sorted(int(i) for i in curation.restored),
+            "note": curation.note, "updated": curation.updated,
+            "centroids": {str(k): [round(v[0], 2), round(v[1], 2)] for k, v in sorted(curation.centroids.items())}}
 
 
 def save_curation(path: str | os.PathLike, curation: Curation, *, table: pd.DataFrame | None = None) -> Path:
@@ -311,10 +334,7 @@ def save_curation(path: str | os.PathLike, curation: Curation, *, table: pd.Data
         for i in (*curation.rejected, *curation.restored):
             if i in by_id.index:
                 cents[int(i)] = (float(by_id.at[i, "centroid_y"]), float(by_id.at[i, "centroid_x"]))
-    payload = {"rejected": sorted(int(i) for i in curation.rejected),
-               "restored": sorted(int(i) for i in curation.restored),
-               "note": curation.note, "updated": _now(),
-               "centroids": {str(k): [round(v[0], 2), round(v[1], 2)] for k, v in sorted(cents.items())}}
+    payload = curation_to_dict(dataclasses.replace(curation, updated=_now(), centroids=cents))
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w") as fh:

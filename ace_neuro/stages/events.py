@@ -444,5 +444,19 @@ def _cat(parts, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
 
 
-__all__ = ["EventError", "EventMatch", "detect_events", "attach_phase", "match_event_times", "robust_noise",
+def event_rates_per_minute(events: pd.DataFrame, component_ids, times: np.ndarray) -> pd.Series:
+    """Events per minute of each component (0 for one without events), over the recording's duration.
+
+    Empty when there are no components or the recording lasts a single frame.
+    """
+    ids = np.asarray(component_ids, dtype=int)
+    times = np.asarray(times, dtype=float)
+    minutes = (times[-1] - times[0]) / 60.0 if times.size > 1 else 0.0
+    if not ids.size or minutes <= 0:
+        return pd.Series(dtype=float)
+    counts = events.groupby("component_id").size().reindex(ids, fill_value=0)
+    return counts / minutes
+
+
+__all__ = ["EventError", "EventMatch", "detect_events", "event_rates_per_minute", "attach_phase", "match_event_times", "robust_noise",
            "onset_score", "empty_events", "EVENT_COLUMNS", "EVENT_METHODS", "DERIVATIVE_FRAME_OFFSET"]

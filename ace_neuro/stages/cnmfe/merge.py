@@ -170,24 +170,15 @@ def core_supports(A, fraction: float) -> sp.csc_matrix:
     return A
 
 
-def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndarray,
-                    gSig) -> np.ndarray:
-    """Boolean mask of components to keep after removing duplicates.
+def duplicate_pairs(A: sp.spmatrix, dims: tuple[int, int], *, gSig) -> np.ndarray:
+    """Pairs of components that are one neuron found twice, shape (n, 2) of column indices (i < j).
 
-    Parameters
-    ----------
-    A : sparse (P, K)
-    dims : (H, W)
-    quality : ndarray, shape (K,)
-        Higher is better (e.g. peak-to-noise of the trace); the better of a
-        duplicate pair is kept.
-    gSig : (int, int)
-        Centroid distance under which a contained footprint is a duplicate.
+    Two footprints are one neuron when they are nearly the same image (cosine above
+    ``DUPLICATE_COSINE``), or when one's core lies inside the other's
+    (``DUPLICATE_CONTAINED``) and their centroids are closer than ``max(gSig)``.
     """
-    K = A.shape[1]
-    keep = np.ones(K, bool)
-    if K < 2:
-        return keep
+    if A.shape[1] < 2:
+        return np.zeros((0, 2), int)
     A = A.tocsc().astype(np.float64)
     nrm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0))).ravel()
     nrm[nrm == 0] = 1.0
@@ -202,9 +193,27 @@ def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndar
     cen = footprint_centroids(A, dims)
     dist = np.linalg.norm(cen[i] - cen[j], axis=1) if len(i) else np.zeros(0)
     dup = (cos > DUPLICATE_COSINE) | ((contained > DUPLICATE_CONTAINED) & (dist < float(max(gSig))))
-    order = np.argsort(-np.minimum(quality[i], quality[j]))
-    for n in order[dup[order]]:
-        a, b = i[n], j[n]
+    return np.stack([i[dup], j[dup]], axis=1).astype(int)
+
+
+def find_duplicates(A: sp.csc_matrix, dims: tuple[int, int], *, quality: np.ndarray,
+                    gSig) -> np.ndarray:
+    """Boolean mask of components to keep after removing duplicates (:func:`duplicate_pairs`).
+
+    Parameters
+    ----------
+    A : sparse (P, K)
+    dims : (H, W)
+    quality : ndarray, shape (K,)
+        Higher is better (e.g. peak-to-noise of the trace); the better of a
+        duplicate pair is kept.
+    gSig : (int, int)
+        Centroid distance under which a contained footprint is a duplicate.
+    """
+    keep = np.ones(A.shape[1], bool)
+    pairs = duplicate_pairs(A, dims, gSig=gSig)
+    order = np.argsort(-np.minimum(quality[pairs[:, 0]], quality[pairs[:, 1]]))
+    for a, b in pairs[order]:
         if keep[a] and keep[b]:
             keep[b if quality[a] >= quality[b] else a] = False
     return keep

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import CnmfeParameterError
+from .filters import box_kernel, disk_kernel, kernel_size, spatial_filter
+from .seed_sizes import measure_seed_sizes
 from .stream import FrameSource, validate_frames
 
 __all__ = [
@@ -49,53 +51,6 @@ DEFAULT_MIN_CORR_GRID = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 DEFAULT_MIN_PNR_GRID = (4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0)
 #: values of the filtered movie below thresh_init * noise are zeroed for the correlation image
 THRESH_INIT = 2.0
-
-
-def kernel_size(gSig: Sequence[float]) -> tuple[int, int]:
-    """Odd filter window ``(ky, kx)`` = ``2 * int(2 * gSig) + 1`` per axis (as CaImAn)."""
-    return tuple(2 * int(2 * float(g)) + 1 for g in gSig)  # type: ignore[return-value]
-
-
-def spatial_filter(block: np.ndarray, gSig: Sequence[float], *, center_psf: bool = True) -> np.ndarray:
-    """Filter each frame of a (B, H, W) block with the CNMF-E neuron kernel.
-
-    Parameters
-    ----------
-    block : ndarray, shape (B, H, W)
-    gSig : (float, float)
-        Gaussian width (rows, columns) in pixels.
-    center_psf : bool
-        Subtract the box mean over the kernel window (zero-mean kernel).
-
-    Returns
-    -------
-    ndarray, shape (B, H, W), float32
-    """
-    ky, kx = kernel_size(gSig)
-    out = np.empty(block.shape, np.float32)
-    for i, frame in enumerate(np.asarray(block, dtype=np.float32)):
-        g = cv2.GaussianBlur(frame, (kx, ky), sigmaX=float(gSig[1]), sigmaY=float(gSig[0]),
-                             borderType=cv2.BORDER_REPLICATE)
-        if center_psf:
-            g -= cv2.boxFilter(frame, -1, (kx, ky), normalize=True, borderType=cv2.BORDER_REPLICATE)
-        out[i] = g
-    return out
-
-
-def disk_kernel(gSig: Sequence[float]) -> np.ndarray:
-    """CaImAn's default CNMF-E kernel: zero-mean Gaussian cut where it exceeds its edge value."""
-    ky, kx = kernel_size(gSig)
-    g = cv2.getGaussianKernel(ky, float(gSig[0])) @ cv2.getGaussianKernel(kx, float(gSig[1])).T
-    inside = g >= g[0].max()
-    k = np.where(inside, g - g[inside].mean(), 0.0)
-    return k
-
-
-def box_kernel(gSig: Sequence[float]) -> np.ndarray:
-    """The kernel :func:`spatial_filter` applies with ``center_psf=True`` (Gaussian minus box mean)."""
-    ky, kx = kernel_size(gSig)
-    g = cv2.getGaussianKernel(ky, float(gSig[0])) @ cv2.getGaussianKernel(kx, float(gSig[1])).T
-    return g - 1.0 / (ky * kx)
 
 
 def pnr_calibration(gSig: Sequence[float], *, center_psf: bool = True) -> float:
@@ -458,8 +413,6 @@ def cnmfe_summary_images(frames, gSig=(3, 3), *, gSiz=None, n_frames: int = 1000
                                pnr_scale=pnr_calibration(gSig, center_psf=center_psf))
     table = seed_count_table(stats.corr, stats.pnr, gSiz=gSiz, min_corr_grid=min_corr_grid,
                              min_pnr_grid=min_pnr_grid, border_pix=border_pix)
-    from .suggest import measure_seed_sizes
-
     seeds = find_seeds(stats.corr, stats.pnr, min_corr=size_min_corr, min_pnr=size_min_pnr,
                        gSiz=gSiz, border_pix=border_pix)
     sizes = measure_seed_sizes(source, seeds[:60, :2].astype(int), gSig=gSig)
