@@ -39,6 +39,7 @@ def tiny(tmp_path_factory):
     ({"window_length": 10.0}, "window_length", "shorter than one window"),
     ({"max_shifts": (30, 30)}, "max_shifts", "Reduce max_shifts"),
     ({"pw_rigid": True, "strides": (40, 40), "overlaps": (20, 20)}, "strides", "larger than the frame"),
+    ({"pw_rigid": True, "strides": (24, 24), "overlaps": (24, 24)}, "overlaps", "smaller than strides"),
     ({"crop_coords": (0, 0, 500, 10)}, "crop_coords", "inside the frame"),
     ({"border_pix": 30}, "border_pix", "half the frame"),
 ])

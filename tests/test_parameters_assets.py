@@ -107,3 +107,23 @@ def test_editing_the_curation_file_marks_accepted_components_stale(tmp_path):
     (run,) = materialize_lines([96], selection=["accepted_components"], **kwargs)
     assert run.metadata["accepted_components"]["manually_rejected"] == 1
     assert changed_inputs(instance, "accepted_components", "96") == []
+
+
+def test_the_csv_files_are_read_once_per_run(demo, tmp_path, monkeypatch):
+    from ace_assets.runner import materialize_lines
+    from ace_neuro.project import tables
+
+    loads = []
+    original = tables.Project.load.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(tables.Project, "load", classmethod(counted))
+    (run,) = materialize_lines([96], project_path=str(demo.project_path), data_path=str(demo.data_path),
+                               storage_root=str(tmp_path / "store"), instance=DagsterInstance.ephemeral(),
+                               selection=[*PARAMETER_ASSETS, "raw_movie", "frame_times", "cropped_movie",
+                                          "component_curation"])
+    assert run.success
+    assert len(loads) == 2  # once to list the lines (partitions), once by the run's project resource
