@@ -10,9 +10,11 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from dagster import BetaWarning, PreviewWarning
 
 from ace_neuro import storage
 from ace_neuro.project import save_crop_coords
@@ -107,6 +109,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the assets use Dagster APIs it marks as beta (data versions on outputs): a note for developers, not
+    # for the person running the demo
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     out = Path(args.out).resolve()
     t0 = time.perf_counter()
     kwargs = {}

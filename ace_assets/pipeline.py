@@ -24,15 +24,15 @@ choice is saved to the line's curation file and the downstream assets are re-run
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ace_neuro.errors import AceError, ErrorReport, describe
+from ace_neuro.errors import ErrorReport, user_errors_as
 from ace_neuro.params import ParameterLayer, all_declarations, build_pipeline_params, check_parameter_names
 from ace_neuro.project import Project, curation_file, save_crop_coords
 from ace_neuro.readers import open_recording
@@ -355,7 +355,14 @@ class MiniscopePipeline:
                                      "holding experiments.csv and analysis_parameters.csv.")
         project = session_dir = None
         stage = "project"
-        try:
+
+        def as_pipeline_error(report: ErrorReport) -> PipelineError:  # reads stage, project... as they are then
+            if report.category == "parameters" and report.file is None and report.parameter in explicit:
+                report = dataclasses.replace(report, file="(the arguments given)")
+            return PipelineError.from_report(report, stage=stage, line_num=line_num,
+                                             where=_Where(project, line_num, session_dir, None))
+
+        with user_errors_as(as_pipeline_error):
             project = Project.load(project_path, data_path)
             project.experiment(line_num)
             session_dir = project.session_dir(line_num)
@@ -367,15 +374,6 @@ class MiniscopePipeline:
             info = open_recording(session_dir, filenames=filenames).info
             stage = "parameters"
             check_before_compute(params, RecordingShape(info.height, info.width, info.n_frames, info.frame_rate))
-        except (AceError, OSError) as exc:
-            report = describe(exc)
-            if report.category == "internal":
-                raise
-            if report.category == "parameters" and report.file is None and report.parameter in explicit:
-                report = ErrorReport(report.category, report.error_class, report.problem, report.fix,
-                                     file="(the arguments given)", parameter=report.parameter)
-            where = _Where(project, line_num, session_dir, None)
-            raise PipelineError.from_report(report, stage=stage, line_num=line_num, where=where) from exc
         if filenames is not None:
             overrides["filenames"] = tuple(str(f) for f in filenames)
         root = resolve_storage_root(storage_root, session_dir)
@@ -472,19 +470,12 @@ class _RunContext:
         if not run.success:
             raise self._failure(run)
 
-    @contextmanager
     def _reported(self, stage: str):
         """A platform error raised outside any stage (the line is busy, the storage root is read-only) as a
         PipelineError."""
-        try:
-            yield
-        except (AceError, OSError) as exc:
-            report = describe(exc)
-            if report.category == "internal":
-                raise
-            raise PipelineError.from_report(report, stage=stage, line_num=self.line_num,
-                                            where=_Where(self.project, self.line_num, self.session_dir,
-                                                         self.storage_root)) from exc
+        where = _Where(self.project, self.line_num, self.session_dir, self.storage_root)
+        return user_errors_as(lambda report: PipelineError.from_report(report, stage=stage, line_num=self.line_num,
+                                                                       where=where))
 
     def materialise_remaining(self) -> None:
         """Run every asset not yet materialised by this call (all of them on a first call)."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar, Iterator
 
 #: The categories, in the order of the table above.
 CATEGORIES = ("project", "parameters", "raw data", "environment", "internal")
@@ -157,5 +158,21 @@ def describe(exc: BaseException) -> ErrorReport:
     return ErrorReport("internal", type(exc).__name__, str(exc) or type(exc).__name__, InternalError.default_fix)
 
 
-__all__ = ["CATEGORIES", "AceError", "ProjectError", "ParameterError", "RawDataError", "EnvironmentProblem",
+@contextmanager
+def user_errors_as(convert: Callable[[ErrorReport], BaseException]) -> Iterator[None]:
+    """Re-raise every error raised inside that is not our own bug as ``convert(its report)``.
+
+    Platform errors and the machine's disk and permission errors are converted (a front end's
+    message, a Dagster ``Failure``); a bug propagates unchanged, with its traceback.
+    """
+    try:
+        yield
+    except (AceError, OSError) as exc:
+        report = describe(exc)
+        if report.category == "internal":
+            raise
+        raise convert(report) from exc
+
+
+__all__ = ["CATEGORIES", "user_errors_as", "AceError", "ProjectError", "ParameterError", "RawDataError", "EnvironmentProblem",
            "InternalError", "ErrorReport", "describe"]

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from contextlib import contextmanager
 
 from dagster import Failure
 
-from ace_neuro.errors import AceError, describe
+from ace_neuro.errors import user_errors_as
 
 
-@contextmanager
 def failures_reported():
     """Turn a platform error (or a full / read-only disk) raised inside into a ``Failure`` with its report."""
-    try:
-        yield
-    except (AceError, OSError) as exc:
-        report = describe(exc)
-        if report.category == "internal":
-            raise
-        raise Failure(description=report.problem, metadata=report.as_metadata(), allow_retries=False) from exc
+    return user_errors_as(lambda report: Failure(description=report.problem, metadata=report.as_metadata(),
+                                                 allow_retries=False))
 
 
 def reports_failures(fn):

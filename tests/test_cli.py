@@ -347,15 +347,12 @@ def _cli_args(demo, tmp_path) -> list[str]:
 
 def _signal_cli_during_motion(args, env, log_path, sig) -> int:
     """Start the CLI, send ``sig`` once motion correction has started; its exit status."""
-    import time
+    from procs import wait_for_text
 
     with open(log_path, "w") as log:
         child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
-            deadline = time.monotonic() + 120
-            while "motion_corrected_movie started" not in log_path.read_text():
-                assert child.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
+            wait_for_text(log_path, "motion_corrected_movie started", child)
             child.send_signal(sig)
             return child.wait(timeout=120)
         finally:

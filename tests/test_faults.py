@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from ace_neuro.pipelines.miniscope import MiniscopePipeline, PipelineError
 from ace_neuro.synthetic.project import write_demo_project
+from procs import wait_for_text  # noqa: E402  (tests/ is on sys.path under pytest)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,13 +86,6 @@ def _cli(project, data, out, *extra):
             str(project), "--data-path", str(data), "--storage-root", str(out), "--headless", *extra]
 
 
-def _wait_for(path: Path, text: str, child, timeout=120):
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert child.poll() is None and time.monotonic() < deadline, path.read_text()
-        time.sleep(0.1)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="the test waits on a child's log; POSIX paths")
 def test_a_second_run_of_the_same_line_is_refused_and_names_the_first(tmp_path):
     demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
@@ -104,7 +97,7 @@ def test_a_second_run_of_the_same_line_is_refused_and_names_the_first(tmp_path):
         first = subprocess.Popen(_cli(demo.project_path, demo.data_path, out), stdout=log, stderr=subprocess.STDOUT,
                                  cwd=REPO, env=env)
         try:
-            _wait_for(log_path, "motion_corrected_movie started", first)
+            wait_for_text(log_path, "motion_corrected_movie started", first)
             second = subprocess.run(_cli(demo.project_path, demo.data_path, out, "--crop-coords", "4", "92", "92",
                                          "4"), capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
             assert first.wait(timeout=300) == 0, log_path.read_text()
