@@ -16,6 +16,7 @@ from ace_neuro.params import ParameterError
 from ace_neuro.project import Project
 from ace_neuro.synthetic.formats import corrupt_video
 from ace_neuro.synthetic.project import write_demo_project
+from procs import cli_args, long_demo, wait_for_text  # noqa: E402  (tests/ is on sys.path under pytest)
 
 GUI_MODULES = ("tkinter", "_tkinter", "PyQt5", "PyQt6", "PySide2", "PySide6", "wx", "gi",
                "matplotlib.backends.backend_qtagg", "matplotlib.backends.backend_qt", "matplotlib.backends.backend_tkagg",
@@ -338,17 +339,8 @@ def test_filenames_that_match_no_video_fail_up_front(demo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _cli_args(demo, tmp_path) -> list[str]:
-    """``python -m`` the lab's CLI, headless, on line 96 of ``demo`` (written under ``tmp_path / 'demo'``)."""
-    return [sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96", "--project-path",
-            str(demo.project_path), "--data-path", str(tmp_path / "demo" / "data"), "--storage-root",
-            str(tmp_path / "out"), "--headless"]
-
-
 def _signal_cli_during_motion(args, env, log_path, sig) -> int:
     """Start the CLI, send ``sig`` once motion correction has started; its exit status."""
-    from procs import wait_for_text
-
     with open(log_path, "w") as log:
         child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
@@ -365,11 +357,10 @@ def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
     """A real SIGINT while a stage runs: exit 130, the documented message, no Dagster error noise."""
     import signal
 
-    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
-                              frames_per_file=200, seed=2)
+    demo = long_demo(tmp_path / "demo")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     log_path = tmp_path / "cli.log"
-    status = _signal_cli_during_motion(_cli_args(demo, tmp_path), env, log_path, signal.SIGINT)
+    status = _signal_cli_during_motion(cli_args(demo, tmp_path / "out"), env, log_path, signal.SIGINT)
     text = log_path.read_text()
     assert status == 130, text
     assert "interrupted; finished stages are stored" in text
@@ -401,9 +392,8 @@ def test_a_killed_run_does_not_block_the_next_one(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # pool 'heavy' limited to 1 slot
-    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
-                              frames_per_file=200, seed=2)
-    args = _cli_args(demo, tmp_path)
+    demo = long_demo(tmp_path / "demo")
+    args = cli_args(demo, tmp_path / "out")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     _signal_cli_during_motion(args, env, tmp_path / "first.log", signal.SIGKILL)
     second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)

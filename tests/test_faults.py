@@ -14,7 +14,7 @@ import pytest
 
 from ace_neuro.pipelines.miniscope import MiniscopePipeline, PipelineError
 from ace_neuro.synthetic.project import write_demo_project
-from procs import wait_for_text  # noqa: E402  (tests/ is on sys.path under pytest)
+from procs import cli_args, long_demo, wait_for_text  # noqa: E402  (tests/ is on sys.path under pytest)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,24 +81,18 @@ def test_an_engine_that_is_not_installed_is_an_environment_error_before_compute(
 
 
 # --------------------------------------------------------------------------- one run per line
-def _cli(project, data, out, *extra):
-    return [sys.executable, "-m", "ace_neuro.pipelines.miniscope", "--line-num", "96", "--project-path",
-            str(project), "--data-path", str(data), "--storage-root", str(out), "--headless", *extra]
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="the test waits on a child's log; POSIX paths")
 def test_a_second_run_of_the_same_line_is_refused_and_names_the_first(tmp_path):
-    demo = write_demo_project(tmp_path / "demo", lines=[96], height=96, width=96, n_frames=600,
-                              frames_per_file=200, seed=2)
+    demo = long_demo(tmp_path / "demo")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     out = tmp_path / "out"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
-        first = subprocess.Popen(_cli(demo.project_path, demo.data_path, out), stdout=log, stderr=subprocess.STDOUT,
+        first = subprocess.Popen(cli_args(demo, out), stdout=log, stderr=subprocess.STDOUT,
                                  cwd=REPO, env=env)
         try:
             wait_for_text(log_path, "motion_corrected_movie started", first)
-            second = subprocess.run(_cli(demo.project_path, demo.data_path, out, "--crop-coords", "4", "92", "92",
+            second = subprocess.run(cli_args(demo, out, "--crop-coords", "4", "92", "92",
                                          "4"), capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
             assert first.wait(timeout=300) == 0, log_path.read_text()
         finally:
@@ -154,7 +148,7 @@ def test_a_full_disk_is_an_environment_error_and_leaves_nothing_that_looks_compl
     out = tmp_path / "full"
     _mount_tmpfs(out, "size=160k")
     mounts.append(out)
-    r = subprocess.run(_cli(tiny.project_path, tiny.data_path, out), capture_output=True, text=True, cwd=REPO,
+    r = subprocess.run(cli_args(tiny, out), capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}, timeout=600)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "(environment error)" in r.stderr and "disk is full" in r.stderr
@@ -175,7 +169,7 @@ def test_a_read_only_disk_is_an_environment_error(tiny, tmp_path, mounts):
     out = tmp_path / "ro"
     _mount_tmpfs(out, "size=1m,ro")
     mounts.append(out)
-    r = subprocess.run(_cli(tiny.project_path, tiny.data_path, out / "root"), capture_output=True, text=True,
+    r = subprocess.run(cli_args(tiny, out / "root"), capture_output=True, text=True,
                        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}, timeout=600)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "(environment error)" in r.stderr and "read-only" in r.stderr
