@@ -19,6 +19,7 @@ from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie
 from ace_neuro.params import CnmfeParams, EngineParams, EvaluationParams, params_hash
 from ace_neuro.plots.cnmfe import plot_contours, plot_summary_images, plot_traces
+from ace_neuro.progress import ProgressMeter
 from ace_neuro.stages import cnmfe as cnmfe_stage
 from ace_neuro.stages.cnmfe import CnmfeResult, advise_parameters, suggest_parameters
 from ace_neuro.stages.cnmfe.merge import duplicate_pairs
@@ -74,12 +75,14 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore, motion
                     engine_parameters: EngineParams) -> CnmfeResult:
     p = cnmfe_parameters
     engine = get_engine(engine_parameters.name)
+    meter = ProgressMeter("cnmfe_estimates", motion_corrected_movie.n_frames, context.log.info)
     last = {"stage": None}
 
     def progress(stage: str, fraction: float) -> None:
         if stage != last["stage"]:
             context.log.info(f"CNMF-E: {stage} ({100 * fraction:.0f}%)")
             last["stage"] = stage
+        meter.update(fraction, stage)
 
     result = engine.run_cnmfe(motion_corrected_movie.frames, p, frame_rate=motion_corrected_movie.frame_rate,
                               progress=progress)

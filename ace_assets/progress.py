@@ -11,6 +11,8 @@ import re
 import threading
 from datetime import datetime, timedelta, timezone
 
+from ace_neuro.progress import PROGRESS_PREFIX
+
 from .graph import all_checks
 from .runner import latest_line_run_id
 
@@ -94,6 +96,8 @@ class StageProgress:
             if record.level >= logging.WARNING:
                 message = re.sub(rf"^line {self.line}: ", "", record.user_message)
                 log.log(record.level, "line %s: %s: %s", self.line, step, message)
+            elif record.user_message.startswith(PROGRESS_PREFIX):  # frames done, frames/s, time left
+                log.info("line %s: %s", self.line, record.user_message[len(PROGRESS_PREFIX):])
             return
         kind = ev.event_type_value
         if step in self._check_steps and kind != "ASSET_CHECK_EVALUATION":

@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 import pandas as pd
@@ -196,8 +196,12 @@ class _AlignedWriter:
 
 
 def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                attrs: Mapping[str, Any] | None = None) -> Path:
-    """Consume a :class:`MovieStream` into a zarr group at ``path``, atomically."""
+                attrs: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> Path:
+    """Consume a :class:`MovieStream` into a zarr group at ``path``, atomically.
+
+    ``progress`` is called with the number of frames written so far after every block (the
+    stream computes as it is consumed, so this is the stage's progress).
+    """
     import zarr
 
     path = Path(path)
@@ -210,6 +214,7 @@ def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: i
         total = np.zeros((h, w), dtype=np.float64)
         peak = np.full((h, w), -np.inf, dtype=np.float64)
         nonfinite = 0
+        written = 0
         for block in stream.blocks:
             block = np.asarray(block)
             if block.shape[1:] != (h, w):
@@ -222,6 +227,9 @@ def write_movie(stream: MovieStream, path: str | os.PathLike, *, chunk_frames: i
                     block = np.where(finite, block, 0)
             total += block.sum(axis=0, dtype=np.float64)
             np.maximum(peak, block.max(axis=0), out=peak)
+            written += block.shape[0]
+            if progress is not None:
+                progress(written)
         n = writer.close()
         if n != t:
             raise StorageError(f"{path}: the stage produced {n} frames but announced {t}; nothing was saved.")

@@ -14,6 +14,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from ace_neuro import storage
 from ace_neuro.movie import MovieAlias, MovieStream
+from ace_neuro.progress import ProgressMeter
 from ace_neuro.params import params_from_dict, params_to_dict
 from ace_neuro.stages.evaluation import Curation, curation_from_dict, curation_to_dict
 
@@ -61,7 +62,8 @@ class ZarrIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj) -> None:
         path = self.path_for(context)
         if isinstance(obj, MovieStream):
-            storage.write_movie(obj, path, chunk_frames=self.chunk_frames)
+            meter = ProgressMeter(context.asset_key.to_user_string(), obj.shape[0], context.log.info)
+            storage.write_movie(obj, path, chunk_frames=self.chunk_frames, progress=meter.frames_done)
             if obj.describe is not None:
                 context.add_output_metadata(dict(obj.describe(storage.open_movie(path))))
         elif isinstance(obj, MovieAlias):

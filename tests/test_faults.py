@@ -84,7 +84,7 @@ def test_an_engine_that_is_not_installed_is_an_environment_error_before_compute(
 @pytest.mark.skipif(sys.platform == "win32", reason="the test waits on a child's log; POSIX paths")
 def test_a_second_run_of_the_same_line_is_refused_and_names_the_first(tmp_path):
     demo = long_demo(tmp_path / "demo")
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ACE_PROGRESS_INTERVAL_S": "0.3"}
     out = tmp_path / "out"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
@@ -105,6 +105,8 @@ def test_a_second_run_of_the_same_line_is_refused_and_names_the_first(tmp_path):
 
     assert open_movie(out / "cropped_movie" / "96.zarr").frames.shape[1:] == (96, 96)  # the first run's (no crop)
     assert not (out / ".locks" / "96.lock").exists()  # released when the first run ended
+    first_log = log_path.read_text()  # a long stage says how far it is on the terminal
+    assert "line 96: motion_corrected_movie: " in first_log and " frames/s, about " in first_log
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
