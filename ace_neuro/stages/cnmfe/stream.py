@@ -6,6 +6,7 @@ re-iterable: each ``iter(source)`` starts a new pass.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import cv2
@@ -130,19 +131,38 @@ class FrameSource:
         """Number of movie frames read per pass."""
         return sum(b - a for a, b in self.ranges)
 
+    def _spans(self) -> list[tuple[int, int]]:
+        return [(s, min(s + self.block_frames, b)) for a, b in self.ranges for s in range(a, b, self.block_frames)]
+
+    def _read(self, span: tuple[int, int]) -> np.ndarray:
+        return np.asarray(self.frames[span[0]:span[1]], dtype=np.float32)
+
+    def _raw_blocks(self) -> Iterator[np.ndarray]:
+        """The frames of each span as float32; from storage, the next block is read (decoded) in a
+        background thread while the caller computes on this one."""
+        spans = self._spans()
+        if isinstance(self.frames, np.ndarray) or len(spans) < 2:
+            for span in spans:
+                yield self._read(span)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnmfe-read") as pool:
+            pending = pool.submit(self._read, spans[0])
+            for nxt in spans[1:]:
+                block = pending.result()
+                pending = pool.submit(self._read, nxt)
+                yield block
+            yield pending.result()
+
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first output frame index, block)`` with block (b, h, w) float32."""
         t_out = 0
-        for a, b in self.ranges:
-            for s in range(a, b, self.block_frames):
-                e = min(s + self.block_frames, b)
-                block = np.asarray(self.frames[s:e], dtype=np.float32)
-                if self._float_input:
-                    block = _fill_non_finite(block)
-                block = _average_time(block, self.tsub)
-                block = downsample_space(block, self.ssub)
-                yield t_out, block
-                t_out += block.shape[0]
+        for block in self._raw_blocks():
+            if self._float_input:
+                block = _fill_non_finite(block)
+            block = _average_time(block, self.tsub)
+            block = downsample_space(block, self.ssub)
+            yield t_out, block
+            t_out += block.shape[0]
 
     def output_times(self) -> np.ndarray:
         """Centre (input frame index) of every output frame, shape (n_frames,)."""
