@@ -1,6 +1,7 @@
 """Small helpers shared by the benchmarks: wall time, and time + peak memory of a child process."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,13 +11,17 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 # Runs "python <args>" (a -m module, a script or -c code) and, at exit, writes the process's own
-# peak resident memory to the file named by ACE_BENCH_PEAK_FILE. VmHWM is read from
+# peak resident memory and its CPU seconds (its own and its waited-for children's: the motion
+# workers) to the file named by ACE_BENCH_PEAK_FILE. VmHWM is read from
 # /proc/self/status: unlike ru_maxrss, which Linux carries over fork and exec (a child forked
 # from a big parent reports the parent's size), it belongs to the new program's memory only.
 _WRAPPER = """
 import atexit, os, runpy, sys
 
 def _report():
+    import json, resource
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     peak = None
     try:
         with open("/proc/self/status") as fh:
@@ -26,10 +31,9 @@ def _report():
     except OSError:
         pass
     if peak is None:
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = own.ru_maxrss
     with open(os.environ["ACE_BENCH_PEAK_FILE"], "w") as fh:
-        fh.write(str(peak))
+        json.dump({"peak_kib": peak, "cpu_s": cpu}, fh)
 
 atexit.register(_report)
 args = sys.argv[1:]
@@ -54,6 +58,7 @@ class ChildRun:
     peak_rss_mib: float
     stdout: str
     stderr: str
+    cpu_seconds: float = float("nan")
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
@@ -68,7 +73,8 @@ def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
 
     ``args`` is what would follow ``python`` on a command line (``["-m", "bench.x", "--n", "5"]``,
     ``["script.py", ...]`` or ``["-c", code, ...]``). The peak resident memory (MiB) is the
-    child's ``VmHWM`` at exit (NaN if the child died before reporting it). Output goes through
+    child's ``VmHWM`` at exit, ``cpu_seconds`` its user + system time with its children's (both NaN
+    if the child died before reporting them). Output goes through
     temporary files, so a chatty child cannot block on a full pipe.
     """
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,9 +86,10 @@ def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
             code = subprocess.call([sys.executable, "-c", _WRAPPER, *args], stdout=out, stderr=err,
                                    env=child_env)
             seconds = time.perf_counter() - t0
-        peak = float("nan")
+        peak = cpu = float("nan")
         if os.path.exists(peak_file):
             with open(peak_file) as fh:
-                peak = int(fh.read()) / 1024.0
+                report = json.load(fh)
+            peak, cpu = report["peak_kib"] / 1024.0, float(report["cpu_s"])
         with open(out_path) as fh_out, open(err_path) as fh_err:
-            return ChildRun(code, seconds, peak, fh_out.read(), fh_err.read())
+            return ChildRun(code, seconds, peak, fh_out.read(), fh_err.read(), cpu)

@@ -124,6 +124,9 @@ CATALOGUE: tuple[Recording, ...] = (
               bleaching=False, motion_um=3.0, seed=106, default=False),
     Recording("cortex_608_3min_motion", "miniscope_v4", "cortex_l23", 608, 608, 180.0, 30.0, vessels=False,
               bleaching=False, motion_um=10.0, seed=107, default=False),
+    # the length test: CA1 at 200x200 for 10 minutes (12,000 frames), rigid motion only from the brain
+    Recording("ca1_200_10min", "miniscope_v4", "ca1", 200, 200, 600.0, 20.0, vessels=False, bleaching=False,
+              motion_um=0.0, seed=109, default=False),
     Recording("ca1_608_10min_vessels_motion_bleach", "miniscope_v4", "ca1", 608, 608, 600.0, 20.0,
               vessels=True, bleaching=True, motion_um=10.0, seed=108, default=False),
 )

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,8 +69,12 @@ class Row:
     motion_rmse, no_correction_rmse, patch_rmse : float or None
         Offset-aligned RMSE (px) of the rigid shifts, of zero shifts, and of the patch shifts,
         vs minisim's motion; None without motion.
-    wall_s, peak_mib : float
-        The CLI child's wall time and peak resident memory.
+    wall_s, cpu_s, peak_mib : float
+        The CLI child's wall time, CPU time (with its worker processes) and peak resident memory.
+    motion_s, cnmfe_s : float
+        Seconds of ``motion_corrected_movie`` and ``cnmfe_estimates`` (the CLI's "done in" lines).
+    n_frames : int
+        Frames of the recording (for frames/s).
     ours_n_matched : int
         True positives by :func:`~ace_neuro.stages.cnmfe.truth_match.match_by_energy_iou`.
     agrees : bool
@@ -97,7 +102,11 @@ class Row:
     no_correction_rmse: float | None = None
     patch_rmse: float | None = None
     wall_s: float = float("nan")
+    cpu_s: float = float("nan")
     peak_mib: float = float("nan")
+    motion_s: float = float("nan")
+    cnmfe_s: float = float("nan")
+    n_frames: int = 0
     ours_n_matched: int = -1
     agrees: bool = False
     error: str = ""
@@ -138,8 +147,13 @@ def run_pipeline(project: Path, data: Path, storage: Path, line_num: int) -> Chi
         shutil.rmtree(storage)
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ACE_STORAGE_ROOT")}
     return run_child(["-m", "ace_neuro.pipelines.miniscope", "--line-num", str(line_num), "--project-path",
-                      str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless",
-                      "--quiet"], env=env)
+                      str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless"],
+                     env=env)
+
+
+def stage_seconds(cli_log: str) -> dict[str, float]:
+    """Stage -> seconds, from the CLI's "line N: <stage> done in S s" lines."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"line \d+: (\w+) done in ([\d.]+) s", cli_log)}
 
 
 def export_estimate(storage: Path, line_num: int, out: Path) -> dict:
@@ -200,7 +214,10 @@ def run_line(rec: Recording, variant: str, cache_dir: Path, project: Path, data:
     base = Row(recording=rec.name, variant=variant, gsig_csv=soma_gsig_px(rec))
     storage = work / f"storage_{variant}"
     child = run_pipeline(project, data, storage, line_num)
-    base = dataclasses.replace(base, wall_s=child.seconds, peak_mib=child.peak_rss_mib)
+    steps = stage_seconds(child.stderr)
+    base = dataclasses.replace(base, wall_s=child.seconds, cpu_s=child.cpu_seconds, peak_mib=child.peak_rss_mib,
+                               motion_s=steps.get("motion_corrected_movie", float("nan")),
+                               cnmfe_s=steps.get("cnmfe_estimates", float("nan")), n_frames=rec_frames(rec))
     if child.returncode:
         tail = (child.stderr.strip() or child.stdout.strip()).splitlines()[-1:] or ["?"]
         return dataclasses.replace(base, error=f"CLI exit {child.returncode}: {tail[0][:200]}")
@@ -232,7 +249,15 @@ def _num(v, fmt: str = ".2f") -> str:
 
 TABLE_COLUMNS = ("recording", "CSV", "gSig", "det", "found", "F1", "prec", "rec", "in-focus rec",
                  "blur<3", "blur 3-5", "blur 5-7", "blur>=7", "IoU", "trace r", "motion RMSE", "no-corr RMSE",
-                 "patch RMSE", "wall s", "peak MiB", "ours=minisim")
+                 "patch RMSE", "wall s", "CPU s", "motion fps", "CNMF-E fps", "peak MiB", "ours=minisim")
+
+
+def rec_frames(rec: Recording) -> int:
+    return int(round(rec.duration_s * rec.fps))
+
+
+def _fps(frames: int, seconds: float) -> str:
+    return _num(frames / seconds if seconds and seconds == seconds and seconds > 0 else float("nan"), ".0f")
 
 
 def table_cells(row: Row) -> list[str]:
@@ -244,7 +269,8 @@ def table_cells(row: Row) -> list[str]:
     return [row.recording, row.variant, gsig, str(row.n_detectable), str(row.n_found), _num(row.f1),
             _num(row.precision), _num(row.recall), f"{_num(row.in_focus_recall)} ({row.n_in_focus})", *blur,
             _num(row.mean_iou), _num(row.trace_r, ".3f"), _num(row.motion_rmse), _num(row.no_correction_rmse),
-            _num(row.patch_rmse), _num(row.wall_s, ".0f"), _num(row.peak_mib, ".0f"),
+            _num(row.patch_rmse), _num(row.wall_s, ".0f"), _num(row.cpu_s, ".0f"),
+            _fps(row.n_frames, row.motion_s), _fps(row.n_frames, row.cnmfe_s), _num(row.peak_mib, ".0f"),
             "yes" if row.agrees else f"NO ({row.ours_n_matched} vs {row.n_matched})"]
 
 
