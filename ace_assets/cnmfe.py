@@ -60,8 +60,9 @@ def cnmfe_summary_images(context: AssetExecutionContext, figures: FigureStore, m
         "how_suggested": MetadataValue.md("\n".join(f"- {n}" for n in suggestion.notes) or "-"),
         "use_suggestion": "set use_suggested_params = TRUE in analysis_parameters.csv (the CSV wins otherwise)",
         "frames_used": int(sum(b - a for a, b in summary.frame_ranges)),
-        "preview": figures.preview(context, "preview", plot_summary_images(summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr,
-                                               min_pnr=p.min_pnr, seed_table=summary.seed_table)),
+        "preview": figures.preview(context, "preview", plot_summary_images(
+            summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr, min_pnr=p.min_pnr,
+            seed_table=summary.seed_table)),
     })
     return table
 
@@ -71,7 +72,8 @@ def cnmfe_summary_images(context: AssetExecutionContext, figures: FigureStore, m
        description="SPEC 3.5: CNMF-E (Zhou et al. 2018) - footprints A, traces C, spikes S (OASIS), ring "
                    "background, noise, correlation and PNR images, parameters used. Streams the movie.")
 @reports_failures
-def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore, motion_corrected_movie: Movie, cnmfe_parameters: CnmfeParams,
+def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
+                    motion_corrected_movie: Movie, cnmfe_parameters: CnmfeParams,
                     engine_parameters: EngineParams) -> CnmfeResult:
     p = cnmfe_parameters
     engine = get_engine(engine_parameters.name)
@@ -96,8 +98,8 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore, motion
         "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),
         "parameters_used": MetadataValue.json(jsonable(result.params)),
         "finite": bool(np.isfinite(result.C).all() and np.isfinite(result.A.data).all()),
-        "preview": figures.preview(context, "preview", plot_summary_images(result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr,
-                                               min_pnr=p.min_pnr)),
+        "preview": figures.preview(context, "preview", plot_summary_images(
+            result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr, min_pnr=p.min_pnr)),
         "contours": figures.preview(context, "contours", plot_contours(result)),
     })
     return result

@@ -45,8 +45,9 @@ def raw_movie(context: AssetExecutionContext, figures: FigureStore, project: Pro
             "video_files": len(info.chunks),
             "session_dir": MetadataValue.path(str(info.session_dir)),
             "warnings": MetadataValue.md("\n".join(f"- {w}" for w in info.warnings) or "none"),
-            "preview": figures.preview(context, "preview", plot_projections(movie.extras["mean_projection"][:], movie.extras["max_projection"][:],
-                                                title=f"line {experiment.line_num} raw")),
+            "preview": figures.preview(context, "preview", plot_projections(
+                movie.extras["mean_projection"][:], movie.extras["max_projection"][:],
+                title=f"line {experiment.line_num} raw")),
         }
 
     stream.describe = describe

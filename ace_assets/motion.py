@@ -28,7 +28,8 @@ def _result(movie: Movie, params):
                    "high-pass copy, applied to the unfiltered movie), float32; shifts, template and quality "
                    "figures stored beside it. A pass-through reference when apply_motion_correction is FALSE.")
 @reports_failures
-def motion_corrected_movie(context: AssetExecutionContext, figures: FigureStore, dff_movie: Movie, motion_parameters: MotionParams,
+def motion_corrected_movie(context: AssetExecutionContext, figures: FigureStore,
+                           dff_movie: Movie, motion_parameters: MotionParams,
                            engine_parameters: EngineParams):
     mp = motion_parameters
     meta = params_metadata(mp, params_hash(mp))

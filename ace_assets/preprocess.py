@@ -33,14 +33,16 @@ def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movi
         reason = "crop disabled" if not p.enabled else "no crop_coords set (headless): not cropped"
         context.log.warning(f"line {context.partition_key}: {reason}")
         context.add_output_metadata({**meta, **movie_metadata(raw_movie), "cropped": False, "reason": reason,
-                                     "preview": figures.preview(context, "preview", plot_crop_preview(full_mean, None, kind="mean"))})
+                                     "preview": figures.preview(
+                                         context, "preview", plot_crop_preview(full_mean, None, kind="mean"))})
         return MovieAlias(raw_movie, reason)
     box = stream.attrs["crop_box"]
 
     def describe(movie: Movie) -> dict:
         return {**meta, **movie_metadata(movie), "cropped": True,
                 "crop_rows": f"{box[0]}..{box[1] - 1}", "crop_cols": f"{box[2]}..{box[3] - 1}",
-                "preview": figures.preview(context, "preview", plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
+                "preview": figures.preview(
+                    context, "preview", plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
 
     stream.describe = describe
     return stream
@@ -50,7 +52,8 @@ def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movi
        description="SPEC 3.2-3.3: detrended (median/linear) and dF/F (block-percentile baseline at the real "
                    "frame rate) movie, float32; a pass-through reference when both are disabled.")
 @reports_failures
-def dff_movie(context: AssetExecutionContext, figures: FigureStore, cropped_movie: Movie, detrend_parameters: DetrendParams,
+def dff_movie(context: AssetExecutionContext, figures: FigureStore,
+              cropped_movie: Movie, detrend_parameters: DetrendParams,
               dff_parameters: DffParams):
     meta = params_metadata({"detrend": detrend_parameters, "dff": dff_parameters},
                            params_hash(detrend_parameters) + params_hash(dff_parameters))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from ace_neuro.errors import ErrorReport, InternalError
 from ace_neuro.storage import process_alive

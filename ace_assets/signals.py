@@ -27,7 +27,8 @@ def accepted_ids(components: pd.DataFrame) -> np.ndarray:
        description="SPEC 3.8: per frame, the cropped field's mean fluorescence, band-passed (zero-phase) and its "
                    "Hilbert phase in (-pi, pi]; the same phase per accepted component (phase_rad_<id>).")
 @reports_failures
-def calcium_phase(context: AssetExecutionContext, figures: FigureStore, cropped_movie: Movie, cnmfe_estimates: CnmfeResult,
+def calcium_phase(context: AssetExecutionContext, figures: FigureStore,
+                  cropped_movie: Movie, cnmfe_estimates: CnmfeResult,
                   accepted_components: pd.DataFrame, filter_parameters: FilterParams) -> pd.DataFrame:
     fp = filter_parameters
     meta = params_metadata(fp, params_hash(fp))
@@ -46,7 +47,8 @@ def calcium_phase(context: AssetExecutionContext, figures: FigureStore, cropped_
         **meta, "frames": len(table), "components": len(ids), "sampling_rate_hz": round(fs, 4),
         "filter": fp.ftype if fp.filter_enabled else "none (unfiltered phase)",
         "phases_finite": bool(np.isfinite(table["phase_rad"]).all()),
-        "preview": figures.preview(context, "preview", plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
+        "preview": figures.preview(
+            context, "preview", plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
     })
     return table
 
@@ -70,7 +72,8 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
     rates = event_rates_per_minute(events, ids, times)
     figs = {}
     if len(ids):
-        figs["preview"] = figures.preview(context, "preview", plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
+        figs["preview"] = figures.preview(
+            context, "preview", plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
     if len(events):
         figs["phase_histogram"] = figures.preview(context, "phase_histogram", plot_event_phase_histogram(events))
     context.add_output_metadata({
@@ -85,7 +88,8 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
        description="SPEC 3.9: multitaper spectrogram (DPSS, NW=time_bandwidth, 2NW-1 tapers) of the mean "
                    "fluorescence, long form: window centre time, frequency, power, power in dB.")
 @reports_failures
-def spectrograms(context: AssetExecutionContext, figures: FigureStore, calcium_phase: pd.DataFrame, cropped_movie: Movie,
+def spectrograms(context: AssetExecutionContext, figures: FigureStore,
+                 calcium_phase: pd.DataFrame, cropped_movie: Movie,
                  spectrogram_parameters: SpectrogramParams) -> pd.DataFrame:
     sp = spectrogram_parameters
     meta = params_metadata(sp, params_hash(sp))

@@ -98,10 +98,6 @@ def _build_stage(cls: type[StageParams], layers: Sequence[ParameterLayer], notes
         raise decl.error(exc.value, exc.expected, layer.source, file=layer.file, row=layer.row) from None
 
 
-def _field_of(cls, csv_name: str | None) -> str | None:
-    return next((d.field for d in declarations(cls) if d.name == csv_name), None)
-
-
 def _resolve(decl: Parameter, layers: Sequence[ParameterLayer]) -> tuple[Any, ParameterLayer] | None:
     """(value, layer it came from) of one parameter, the last layer that sets it winning; None = not set."""
     for layer in reversed(layers):
