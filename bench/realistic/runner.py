@@ -293,6 +293,57 @@ def write_report(rows: list[Row], recordings: list[Recording], out: Path, header
     (out / "realistic.md").write_text(f"{header}\n\n{format_table(rows, markdown=True)}\n")
 
 
+#: the figures compared with the baseline, and how much worse each may get before it is flagged
+BASELINE_FIGURES = {"wall_s": ("wall s", "time", 0.20), "cpu_s": ("CPU s", "time", 0.20),
+                    "peak_mib": ("peak MiB", "time", 0.20), "f1": ("F1", "score", 0.01),
+                    "trace_r": ("trace r", "score", 0.01), "motion_rmse": ("motion RMSE", "error", 0.01)}
+DEFAULT_BASELINE = Path(__file__).resolve().parent / "baseline.json"
+
+
+def save_baseline(rows: list[Row], path: Path, header: str) -> None:
+    """Write the rows' figures as the baseline later runs are compared with."""
+    entries = [{"recording": r.recording, "variant": r.variant, **{k: getattr(r, k) for k in BASELINE_FIGURES}}
+               for r in rows if not r.error]
+    path.write_text(json.dumps({"header": header, "commit": _commit(), "rows": entries}, indent=1, default=float)
+                    + "\n")
+
+
+def compare_with_baseline(rows: list[Row], path: Path) -> list[str]:
+    """One line per row found in the baseline: each figure now against then, worse ones flagged."""
+    if not path.exists():
+        return [f"no baseline at {path} (--save-baseline writes one)"]
+    base = json.loads(path.read_text())
+    then = {(e["recording"], e["variant"]): e for e in base["rows"]}
+    out = [f"against the baseline of {base.get('commit', '?')} ({path.name}):"]
+    for r in rows:
+        old = then.get((r.recording, r.variant))
+        if old is None or r.error:
+            continue
+        cells, worse = [], []
+        for key, (label, kind, tolerance) in BASELINE_FIGURES.items():
+            now, was = getattr(r, key), old.get(key)
+            if now is None or was is None or now != now or was != was:
+                continue
+            if kind == "time":
+                change = (now - was) / was if was else 0.0
+                cells.append(f"{label} {now:.0f} ({was:.0f}, {100 * change:+.0f} %)")
+                bad = change > tolerance
+            else:
+                change = now - was
+                cells.append(f"{label} {now:.3f} ({was:.3f}, {change:+.3f})")
+                bad = (change < -tolerance) if kind == "score" else (change > tolerance)
+            if bad:
+                worse.append(label)
+        flag = f"  WORSE: {', '.join(worse)}" if worse else ""
+        out.append(f"  {r.recording} {r.variant}: " + "; ".join(cells) + flag)
+    return out
+
+
+def _commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip() or "?"
+
+
 def minisim_version(minisim_python: Path) -> str:
     """The minisim version installed in its venv."""
     code = "import importlib.metadata as m; print(m.version('minisim'))"
@@ -308,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report and working folder")
     ap.add_argument("--minisim-python", type=Path, default=DEFAULT_MINISIM_PYTHON)
     ap.add_argument("--keep-storage", action="store_true", help="keep each run's stored outputs (large)")
+    ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="figures to compare with")
+    ap.add_argument("--save-baseline", action="store_true", help="write this run's figures as the baseline")
     args = ap.parse_args(argv)
     recordings = select(args.only, everything=args.all)
     if not args.minisim_python.exists():
@@ -329,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print("  " + "  ".join(table_cells(row)), flush=True)
     print("\n" + format_table(rows, markdown=False))
+    comparison = compare_with_baseline(rows, args.baseline)
+    print("\n" + "\n".join(comparison))
     write_report(rows, recordings, args.out, header)
+    if args.save_baseline:
+        save_baseline(rows, args.baseline, header)
+        print(f"baseline written to {args.baseline}")
     print(f"\nminisim {version}; total {time.perf_counter() - t0:.0f} s; report in {args.out}/realistic.md")
     return 0 if all(r.agrees and not r.error for r in rows) else 1
