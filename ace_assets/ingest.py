@@ -1,17 +1,12 @@
-"""Ingest: ``raw_movie`` (zarr, frames decoded once) and ``frame_times`` (parquet), and the blocking check that
-the line's parameters fit the recording before anything heavier runs."""
+"""Ingest: ``raw_movie`` (zarr, frames decoded once) and ``frame_times`` (parquet)."""
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check
+from dagster import AssetExecutionContext, MetadataValue, asset
 
-from ace_neuro.errors import AceError, describe
 from ace_neuro.ingest import frame_times_table, recording_stream
 from ace_neuro.movie import Movie, MovieStream
-from ace_neuro.params import (CnmfeParams, CropParams, EngineParams, FilterParams, MotionParams, PipelineParams,
-                              SpectrogramParams)
 from ace_neuro.plots.movie import plot_projections
 from ace_neuro.readers import open_recording
-from ace_neuro.stages.preflight import RecordingShape, check_before_compute
 from resources import ProjectResource
 from resources.failures import reports_failures
 from resources.figures import FigureStore
@@ -71,27 +66,3 @@ def frame_times(context: AssetExecutionContext, project: ProjectResource) -> pd.
                                  "median_frame_interval_ms": round(1000 * float(table["time_s"].diff().median()), 3)
                                  if len(table) > 1 else 0.0})
     return table
-
-
-@asset_check(asset=raw_movie, blocking=True,
-             additional_ins={name: AssetIn() for name in ("crop_parameters", "motion_parameters", "cnmfe_parameters",
-                                                          "filter_parameters", "spectrogram_parameters",
-                                                          "engine_parameters")},
-             description="The parameters fit this recording (crop box, shifts and patches within the frame, band-pass "
-                         "cut-offs below Nyquist, the spectrogram window within the recording, the engine "
-                         "installed); when not, nothing heavier than ingest runs and the check says the fix.")
-def parameters_fit_the_recording(raw_movie: Movie, crop_parameters: CropParams, motion_parameters: MotionParams,
-                                 cnmfe_parameters: CnmfeParams, filter_parameters: FilterParams,
-                                 spectrogram_parameters: SpectrogramParams,
-                                 engine_parameters: EngineParams) -> AssetCheckResult:
-    t, h, w = (int(s) for s in raw_movie.frames.shape)
-    params = PipelineParams(crop=crop_parameters, motion=motion_parameters, cnmfe=cnmfe_parameters,
-                            filter=filter_parameters, spectrogram=spectrogram_parameters, engine=engine_parameters)
-    try:
-        check_before_compute(params, RecordingShape(h, w, t, float(raw_movie.frame_rate)))
-    except AceError as exc:
-        report = describe(exc)
-        return AssetCheckResult(passed=False, description=f"{report.problem} What to do: {report.fix}",
-                                metadata=report.as_metadata())
-    return AssetCheckResult(passed=True, metadata={"frames": t, "frame": f"{h} x {w} px",
-                                                   "frame_rate_hz": round(float(raw_movie.frame_rate), 4)})

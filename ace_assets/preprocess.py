@@ -1,12 +1,16 @@
-"""Preprocessing assets: ``cropped_movie`` (SPEC 3.1) and ``dff_movie`` (detrend + dF/F, SPEC 3.2-3.3)."""
-from dagster import AssetExecutionContext, MetadataValue, asset
+"""Preprocessing assets: ``cropped_movie`` (SPEC 3.1) and ``dff_movie`` (detrend + dF/F, SPEC 3.2-3.3), and the
+blocking check that the line's parameters fit the cropped recording before anything heavier runs."""
+from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check
 
+from ace_neuro.errors import AceError, describe
 from ace_neuro.movie import Movie, MovieAlias, MovieStream
 from ace_neuro.plots.crop import plot_crop_preview
 from ace_neuro.plots.movie import plot_projections
 from ace_neuro.stages.crop import CropBox, apply_crop
 from ace_neuro.stages.dff import detrend_and_dff
-from ace_neuro.params import CropParams, DetrendParams, DffParams, params_hash
+from ace_neuro.params import (CnmfeParams, CropParams, DetrendParams, DffParams, EngineParams, FilterParams,
+                              MotionParams, PipelineParams, SpectrogramParams, params_hash)
+from ace_neuro.stages.preflight import RecordingShape, check_before_compute
 from resources.failures import reports_failures
 from resources.figures import FigureStore
 
@@ -73,3 +77,26 @@ def dff_movie(context: AssetExecutionContext, figures: FigureStore,
 
 
 dff_movie_finite = movie_finite_check(dff_movie, "dff_movie_finite")
+
+
+@asset_check(asset=cropped_movie, blocking=True,
+             additional_ins={name: AssetIn() for name in ("motion_parameters", "cnmfe_parameters", "filter_parameters",
+                                                          "spectrogram_parameters", "engine_parameters")},
+             description="The parameters fit this recording (shifts and patches within the cropped frame, band-pass "
+                         "cut-offs below Nyquist, the spectrogram window within the recording, the engine "
+                         "installed); when not, nothing heavier than the crop runs and the check says the fix.")
+def parameters_fit_the_recording(cropped_movie: Movie, motion_parameters: MotionParams,
+                                 cnmfe_parameters: CnmfeParams, filter_parameters: FilterParams,
+                                 spectrogram_parameters: SpectrogramParams,
+                                 engine_parameters: EngineParams) -> AssetCheckResult:
+    t, h, w = (int(s) for s in cropped_movie.frames.shape)
+    params = PipelineParams(crop=CropParams(enabled=False), motion=motion_parameters, cnmfe=cnmfe_parameters,
+                            filter=filter_parameters, spectrogram=spectrogram_parameters, engine=engine_parameters)
+    try:  # the crop box itself was checked by the crop
+        check_before_compute(params, RecordingShape(h, w, t, float(cropped_movie.frame_rate)))
+    except AceError as exc:
+        report = describe(exc)
+        return AssetCheckResult(passed=False, description=f"{report.problem} What to do: {report.fix}",
+                                metadata=report.as_metadata())
+    return AssetCheckResult(passed=True, metadata={"frames": t, "frame": f"{h} x {w} px",
+                                                   "frame_rate_hz": round(float(cropped_movie.frame_rate), 4)})

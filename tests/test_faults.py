@@ -178,8 +178,8 @@ def test_a_read_only_disk_is_an_environment_error(tiny, tmp_path, mounts):
     assert "this is unexpected" not in r.stderr
 
 
-def test_a_run_from_the_ui_stops_after_ingest_when_the_parameters_do_not_fit(tiny, tmp_path):
-    """Runs launched from the UI skip the front end's preflight: the blocking check on raw_movie stands in."""
+def test_a_run_from_the_ui_stops_after_the_crop_when_the_parameters_do_not_fit(tiny, tmp_path):
+    """Runs launched from the UI skip the front end's preflight: the blocking check on cropped_movie stands in."""
     from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
     from ace_assets.runner import materialize_lines
@@ -189,9 +189,9 @@ def test_a_run_from_the_ui_stops_after_ingest_when_the_parameters_do_not_fit(tin
                                    storage_root=str(tmp_path / "out"), instance=instance,
                                    overrides={"cut": (0.1, 20.0)})
         assert not run.success
-        assert "raw_movie" in run.metadata and "motion_corrected_movie" not in run.metadata
+        assert "cropped_movie" in run.metadata and "motion_corrected_movie" not in run.metadata
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [AssetCheckKey(AssetKey("raw_movie"), "parameters_fit_the_recording")])
+            [AssetCheckKey(AssetKey("cropped_movie"), "parameters_fit_the_recording")])
         evaluation = next(iter(check.values())).event.dagster_event.event_specific_data
     assert not evaluation.passed and "Nyquist" in evaluation.description
     assert evaluation.metadata["parameter"].value == "cut"

@@ -68,16 +68,20 @@ def test_every_stage_has_a_snapshot_that_a_stage_reads():
 
 
 def test_changing_the_engine_marks_the_heavy_stages_stale(demo, tmp_path):
+    import shutil
+
     from ace_neuro.project.csvfile import read_csv_text
 
+    project_path = tmp_path / "project"  # a copy: the module's demo project stays as it was
+    shutil.copytree(demo.project_path, project_path)
     instance = DagsterInstance.ephemeral()
-    project = ProjectResource(project_path=str(demo.project_path), data_path=str(demo.data_path))
+    project = ProjectResource(project_path=str(project_path), data_path=str(demo.data_path))
     sync_line_partitions(instance, project.load())
     resources = build_resources(project, str(tmp_path / "store"))
     assert materialize([line_parameters], partition_key="96", instance=instance, resources=resources).success
     v_engine = current_data_version(instance, "engine_parameters", "96")
     v_motion = current_data_version(instance, "motion_parameters", "96")
-    path = demo.project_path / "analysis_parameters.csv"
+    path = project_path / "analysis_parameters.csv"
     text = read_csv_text(path).text
     header, *rows = text.splitlines(keepends=True)
     path.write_text(header.rstrip("\r\n") + ",engine\n" + "".join(r.rstrip("\r\n") + ",caiman\n" for r in rows
