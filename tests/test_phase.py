@@ -164,3 +164,13 @@ def test_phase_figure_renders():
     fig = plot_filtered_phase(t, x, compute_phase(x, FS, FilterParams()))
     assert "butter bandpass 0.1, 1.5 Hz" in fig.axes[0].get_title()
     assert figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_float32_phases_stay_within_the_half_open_interval():
+    """float32(-pi) < -pi: a stored float32 phase at the interval's end must still read as within (-pi, pi]."""
+    w = wrap_phase(np.array([-np.pi, np.pi, np.pi - 1e-8, -np.pi + 1e-8, 0.5]), dtype=np.float32)
+    assert w.dtype == np.float32
+    wide = w.astype(np.float64)
+    assert ((wide > -np.pi) & (wide <= np.pi)).all()
+    same_angle = np.angle(np.exp(1j * (wide - np.array([np.pi, np.pi, np.pi, -np.pi, 0.5]))))
+    np.testing.assert_allclose(same_angle, 0, atol=1e-6)  # -pi + 1e-8 rounds to float32(-pi): stored as ~pi

@@ -233,19 +233,29 @@ def compute_phase(traces: np.ndarray, fs: float, params: FilterParams) -> PhaseR
             chunk = apply_filter(chunk, design)
         analytic = hilbert(chunk, axis=-1)
         filtered[r0:r0 + ROW_CHUNK] = chunk
-        phase[r0:r0 + ROW_CHUNK] = wrap_phase(np.angle(analytic))
+        phase[r0:r0 + ROW_CHUNK] = wrap_phase(np.angle(analytic), dtype=out_dtype)
         amplitude[r0:r0 + ROW_CHUNK] = np.abs(analytic)
     shape = x.shape
     return PhaseResult(filtered=filtered.reshape(shape), phase=phase.reshape(shape),
                        amplitude=amplitude.reshape(shape), fs=float(fs), params=params, design=design)
 
 
-def wrap_phase(phase: np.ndarray) -> np.ndarray:
-    """Wrap angles (radians) into ``(-pi, pi]``."""
+def wrap_phase(phase: np.ndarray, *, dtype=np.float64) -> np.ndarray:
+    """Wrap angles (radians) into ``(-pi, pi]``, as ``dtype``.
+
+    In float32, pi itself is not representable (float32(pi) > pi, float32(-pi) < -pi): the
+    interval's ends become the largest float32 below pi, so the stored values stay in
+    ``(-pi, pi]`` when read back as float64.
+    """
     wrapped = np.asarray(phase, dtype=np.float64)
     wrapped = np.where((wrapped > math.pi) | (wrapped <= -math.pi),
                        math.pi - np.mod(math.pi - wrapped, 2 * math.pi), wrapped)
-    return wrapped
+    out = wrapped.astype(dtype)
+    if np.dtype(dtype) != np.float64:
+        top = np.nextafter(np.asarray(math.pi, dtype=dtype), np.asarray(0, dtype=dtype))
+        wide = out.astype(np.float64)
+        out[(wide > math.pi) | (wide <= -math.pi)] = top  # -pi is the same angle as pi
+    return out
 
 
 def phase_table(times: np.ndarray, mean_field: PhaseResult, *, components: PhaseResult | None = None,
