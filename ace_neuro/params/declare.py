@@ -9,6 +9,7 @@ the CLI's ``--set`` help and the README's table (:mod:`.table`).
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -25,16 +26,17 @@ class Invalid(ValueError):
 
 # --------------------------------------------------------------------------- kinds
 @dataclass(frozen=True)
-class Kind:
+class Kind(ABC):
     """Turns a parsed cell (or a value given in code) into the field's value, or raises :class:`Invalid`."""
 
+    @abstractmethod
     def convert(self, value: Any) -> Any:
-        raise NotImplementedError
+        """The field's value for ``value``."""
 
     @property
+    @abstractmethod
     def text(self) -> str:
         """The accepted values, for the README and ``--help``."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
