@@ -12,8 +12,7 @@
 """
 import numpy as np
 import pandas as pd
-from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, DataVersion, MetadataValue, Output, asset,
-                     asset_check)
+from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, DataVersion, MetadataValue, Output, asset)
 
 from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie
@@ -30,6 +29,7 @@ from resources import ProjectResource
 from resources.failures import reports_failures
 from resources.figures import FigureStore
 
+from .checks import line_check
 from .metadata import jsonable, params_metadata
 from .motion import HEAVY_POOL
 from .partitions import lines_partitions
@@ -142,20 +142,20 @@ def accepted_components(context: AssetExecutionContext, figures: FigureStore, cn
 
 
 
-@asset_check(asset=accepted_components, description="At least one component is accepted.")
+@line_check(asset=accepted_components, description="At least one component is accepted.")
 def at_least_one_accepted(accepted_components: pd.DataFrame) -> AssetCheckResult:
     n = int(accepted_components["accepted"].sum()) if len(accepted_components) else 0
     return AssetCheckResult(passed=n > 0, metadata={"n_accepted": n})
 
 
-@asset_check(asset=cnmfe_estimates, description="No NaN or inf in A, C, S.", blocking=True)
+@line_check(asset=cnmfe_estimates, description="No NaN or inf in A, C, S.", blocking=True)
 def estimates_finite(cnmfe_estimates: CnmfeResult) -> AssetCheckResult:
     r = cnmfe_estimates
     ok = {name: bool(np.isfinite(v).all()) for name, v in (("A", r.A.data), ("C", r.C), ("S", r.S))}
     return AssetCheckResult(passed=all(ok.values()), metadata=ok)
 
 
-@asset_check(asset=accepted_components, additional_ins={"cnmfe_estimates": AssetIn(),
+@line_check(asset=accepted_components, additional_ins={"cnmfe_estimates": AssetIn(),
                                                         "cnmfe_parameters": AssetIn()},
              description="No two accepted components are one neuron found twice (the footprints are nearly the "
                          "same image, or one lies inside the other with close centroids: CNMF-E's own test).")

@@ -1,7 +1,6 @@
 """``motion_corrected_movie`` (SPEC 3.4): NoRMCorre-style correction, shifts and template stored beside it."""
 import numpy as np
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset,
-                     asset_check)
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset)
 
 from ace_neuro.engines import get_engine
 from ace_neuro.movie import Movie, MovieAlias
@@ -11,7 +10,7 @@ from ace_neuro.params import EngineParams, MotionParams, params_hash
 from resources.failures import reports_failures
 from resources.figures import FigureStore
 
-from .checks import movie_finite_check
+from .checks import line_check, movie_finite_check
 from .metadata import params_metadata
 from .partitions import lines_partitions
 
@@ -74,7 +73,7 @@ def _corrected(movie: Movie, mp: MotionParams):
     return _result(movie, mp)
 
 
-@asset_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
+@line_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
              description="Shifts stay within max_shifts (and max_deviation_rigid "
                                                        "for patches).", blocking=True)
 def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: MotionParams) -> AssetCheckResult:
@@ -93,7 +92,7 @@ def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: Motio
     return AssetCheckResult(passed=ok, metadata=meta)
 
 
-@asset_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
+@line_check(asset=motion_corrected_movie, additional_ins={"motion_parameters": AssetIn()},
              description="Frames correlate better with the template after "
                                                        "correction than before.")
 def template_correlation_improved(motion_corrected_movie: Movie,

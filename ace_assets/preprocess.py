@@ -1,6 +1,6 @@
 """Preprocessing assets: ``cropped_movie`` (SPEC 3.1) and ``dff_movie`` (detrend + dF/F, SPEC 3.2-3.3), and the
 blocking check that the line's parameters fit the cropped recording before anything heavier runs."""
-from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check
+from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from ace_neuro.errors import AceError, describe
 from ace_neuro.movie import Movie, MovieAlias, MovieStream
@@ -14,7 +14,7 @@ from ace_neuro.stages.preflight import RecordingShape, check_before_compute
 from resources.failures import reports_failures
 from resources.figures import FigureStore
 
-from .checks import movie_finite_check
+from .checks import line_check, movie_finite_check
 from .metadata import params_metadata
 from .partitions import lines_partitions
 
@@ -79,7 +79,7 @@ def dff_movie(context: AssetExecutionContext, figures: FigureStore,
 dff_movie_finite = movie_finite_check(dff_movie, "dff_movie_finite")
 
 
-@asset_check(asset=cropped_movie, blocking=True,
+@line_check(asset=cropped_movie, blocking=True,
              additional_ins={name: AssetIn() for name in ("motion_parameters", "cnmfe_parameters", "filter_parameters",
                                                           "spectrogram_parameters", "engine_parameters")},
              description="The parameters fit this recording (shifts and patches within the cropped frame, band-pass "

@@ -1,8 +1,7 @@
 """Table assets from traces: ``calcium_phase`` (SPEC 3.8), ``calcium_events`` (3.7), ``spectrograms`` (3.9)."""
 import numpy as np
 import pandas as pd
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset,
-                     asset_check)
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset)
 
 from ace_neuro.movie import Movie
 from ace_neuro.plots.signals import (plot_event_phase_histogram, plot_event_raster, plot_filtered_phase,
@@ -15,6 +14,7 @@ from ace_neuro.params import EventParams, FilterParams, SpectrogramParams, param
 from resources.failures import reports_failures
 from resources.figures import FigureStore
 
+from .checks import line_check
 from .metadata import params_metadata
 from .partitions import lines_partitions
 
@@ -114,7 +114,7 @@ def spectrograms(context: AssetExecutionContext, figures: FigureStore,
 EVENT_RATE_RANGE_PER_MIN = (0.05, 120.0)
 
 
-@asset_check(asset=calcium_events, additional_ins={"accepted_components": AssetIn(), "calcium_phase": AssetIn()},
+@line_check(asset=calcium_events, additional_ins={"accepted_components": AssetIn(), "calcium_phase": AssetIn()},
              description="Event rate of each accepted component lies within "
              f"{EVENT_RATE_RANGE_PER_MIN[0]}-{EVENT_RATE_RANGE_PER_MIN[1]} events/min (else the threshold is "
              "likely wrong).")
@@ -133,7 +133,7 @@ def event_rate_plausible(calcium_events: pd.DataFrame, accepted_components: pd.D
                   "rate_median_per_min": float(rates.median()), "rate_max_per_min": float(rates.max())})
 
 
-@asset_check(asset=calcium_phase, description="Every phase value is finite and within (-pi, pi].", blocking=True)
+@line_check(asset=calcium_phase, description="Every phase value is finite and within (-pi, pi].", blocking=True)
 def phases_finite(calcium_phase: pd.DataFrame) -> AssetCheckResult:
     cols = [c for c in calcium_phase.columns if c.startswith("phase_rad")]
     values = calcium_phase[cols].to_numpy() if cols else np.zeros((0, 0))
@@ -143,7 +143,7 @@ def phases_finite(calcium_phase: pd.DataFrame) -> AssetCheckResult:
                                                                   "within_pi": in_range})
 
 
-@asset_check(asset=spectrograms, additional_ins={"cropped_movie": AssetIn(), "spectrogram_parameters": AssetIn()},
+@line_check(asset=spectrograms, additional_ins={"cropped_movie": AssetIn(), "spectrogram_parameters": AssetIn()},
              description="Frequencies lie within freq_lims (upper limit capped at Nyquist) "
              "and power is finite and non-negative.")
 def spectrogram_frequencies_within_limits(spectrograms: pd.DataFrame, cropped_movie: Movie,

@@ -3,6 +3,7 @@ import pytest
 from dagster import DagsterInstance
 
 from ace_assets.definitions import all_assets, all_checks
+from ace_assets.partitions import lines_partitions
 from ace_assets.runner import materialize_lines
 from ace_neuro.synthetic.project import write_demo_project
 
@@ -39,6 +40,17 @@ def test_every_check_passes(run):
     expected = {k.name for k in [spec.key for c in all_checks() for spec in c.check_specs]}
     assert set(checks) == expected
     assert all(checks.values()), {k: v for k, v in checks.items() if not v}
+
+
+def test_every_check_result_belongs_to_its_line(run):
+    """After a backfill of many lines the check history must say which line failed: each evaluation is
+    recorded against the line's partition, and the latest one per line can be looked up."""
+    line_run, instance = run
+    evaluations = [e.dagster_event.event_specific_data for e in instance.all_logs(line_run.run_id)
+                   if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert evaluations
+    assert {ev.partition for ev in evaluations} == {"96"}
+    assert all(spec.partitions_def == lines_partitions for c in all_checks() for spec in c.check_specs)
 
 
 def test_graph_has_every_stage_of_the_spec():
