@@ -30,9 +30,62 @@ from resources.failures import reports_failures
 from resources.figures import FigureStore
 
 from .checks import line_check
-from .metadata import jsonable, params_metadata
+from .metadata import advice_markdown, params_metadata, quartiles, rounded
 from .motion import HEAVY_POOL
 from .partitions import lines_partitions
+
+
+def suggestion_table(p: CnmfeParams, suggestion) -> str:
+    """The CSV's seeding parameters beside the values measured on the recording."""
+    rows = [("gSig", p.gSig, suggestion.gSig), ("gSiz", p.gSiz, suggestion.gSiz),
+            ("min_corr", p.min_corr, suggestion.min_corr), ("min_pnr", p.min_pnr, suggestion.min_pnr)]
+    return "\n".join(["| parameter | CSV | suggested |", "|---|---|---|",
+                      *(f"| {n} | {_show(a)} | {_show(b)} |" for n, a, b in rows)])
+
+
+def changed_table(p: CnmfeParams, used: dict) -> str:
+    """The parameters the run used that differ from the CSV's (the suggestion, when it was switched on)."""
+    rows = [(name, getattr(p, name), used.get(name)) for name in ("gSig", "gSiz", "min_corr", "min_pnr")
+            if _show(getattr(p, name)) != _show(used.get(name))]
+    if not rows:
+        return "none: the CSV's values were used"
+    return "\n".join(["| parameter | CSV | used |", "|---|---|---|",
+                      *(f"| {n} | {_show(a)} | {_show(b)} |" for n, a, b in rows)])
+
+
+def seeds_note(used: dict, result: CnmfeResult) -> str:
+    counts = used.get("seed_counts") or {}
+    if not counts:
+        return "seed pixels examined by the initialisation"
+    return (f"{counts['initial']} initial seeds on all {result.n_frames} frames (down-sampled by ssub "
+            f"{used.get('ssub')}, tsub {used.get('tsub')}) + {counts['residual']} from the residual search; "
+            "cnmfe_summary_images counts on a sample, so its number differs")
+
+
+def rejection_summary(table: pd.DataFrame) -> str:
+    """How many components were rejected for each reason."""
+    rejected = table.loc[~table["accepted"], "reason"]
+    if rejected.empty:
+        return "none rejected"
+    return "\n".join(f"- {kind}: {n}" for kind, n in rejected.map(_reason_kind).value_counts().items())
+
+
+_REASON_KINDS = (("manual", "rejected by hand"), ("snr", "SNR below min_SNR"),
+                 ("r_value", "r-value below rval_thr"), ("no active", "no active frames for an r-value"))
+
+
+def _reason_kind(reason: str) -> str:
+    found = [label for prefix, label in _REASON_KINDS
+             if any(part.startswith(prefix) for part in str(reason).split("; "))]
+    return " and ".join(found[:1] if found[:1] == ["rejected by hand"] else found) or str(reason)
+
+
+def _show(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_show(x) for x in v)
+    if isinstance(v, float):
+        return f"{rounded(v):g}"
+    return str(v)
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
@@ -48,21 +101,21 @@ def cnmfe_summary_images(context: AssetExecutionContext, figures: FigureStore, m
     table = summary.seed_table.copy()
     seeds_now = summary.seeds(min_corr=p.min_corr, min_pnr=p.min_pnr, border_pix=p.border_pix)
     advice = advise_parameters(gSig=p.gSig, min_corr=p.min_corr, min_pnr=p.min_pnr, suggestion=suggestion)
+    frames_used = int(sum(b - a for a, b in summary.frame_ranges))
     context.add_output_metadata({
-        "parameter_advice": MetadataValue.md("\n".join(f"- {a.message}" for a in advice)
-                                             or "CSV values agree with the data"),
-        "csv_gSig": MetadataValue.json(list(p.gSig)), "suggested_gSig": MetadataValue.json(list(suggestion.gSig)),
-        "csv_gSiz": MetadataValue.json(list(p.gSiz)), "suggested_gSiz": MetadataValue.json(list(suggestion.gSiz)),
-        "csv_min_corr": p.min_corr, "suggested_min_corr": float(suggestion.min_corr),
-        "csv_min_pnr": p.min_pnr, "suggested_min_pnr": float(suggestion.min_pnr),
-        "footprint_sigma_px": float(suggestion.footprint_sigma_px),
         "seeds_at_csv_thresholds": int(len(seeds_now)),
-        "how_suggested": MetadataValue.md("\n".join(f"- {n}" for n in suggestion.notes) or "-"),
+        "seed_count_note": f"on a {frames_used}-frame sample at full resolution, for tuning; cnmfe_estimates "
+                           "seeds again on every frame (its seeds_examined)",
+        "csv_vs_suggested": MetadataValue.md(suggestion_table(p, suggestion)),
+        "parameter_advice": advice_markdown(a.message for a in advice),
         "use_suggestion": "set use_suggested_params = TRUE in analysis_parameters.csv (the CSV wins otherwise)",
-        "frames_used": int(sum(b - a for a, b in summary.frame_ranges)),
+        "how_suggested": MetadataValue.md("\n".join(f"- {n}" for n in suggestion.notes) or "-"),
+        "footprint_sigma_px": rounded(suggestion.footprint_sigma_px),
+        "frames_used": frames_used,
         "preview": figures.preview(context, "preview", plot_summary_images(
             summary.corr, summary.pnr, seeds=seeds_now, min_corr=p.min_corr, min_pnr=p.min_pnr,
             seed_table=summary.seed_table)),
+        **params_metadata(p, params_hash(p)),
     })
     return table
 
@@ -88,19 +141,19 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
 
     result = engine.run_cnmfe(motion_corrected_movie.frames, p, frame_rate=motion_corrected_movie.frame_rate,
                               progress=progress)
-    advice = list(dict(result.params).get("parameter_advice", []))
+    used = dict(result.params)
+    advice = list(used.get("parameter_advice", []))
     for message in advice:
         context.log.warning(message)
     context.add_output_metadata({
-        "parameter_advice": MetadataValue.md("\n".join(f"- {m}" for m in advice) or "CSV values agree with the data"),
-        **params_metadata(p, params_hash(p)), "engine": f"{engine.name} {engine.version}",
         "components": int(result.n_components), "frames": int(result.n_frames),
-        "dims": MetadataValue.json(list(result.dims)), "seeds_examined": int(len(result.seeds)),
-        "parameters_used": MetadataValue.json(jsonable(result.params)),
+        "dims": MetadataValue.json(list(result.dims)), "engine": f"{engine.name} {engine.version}",
+        "seeds_examined": int(len(result.seeds)), "seeds_note": seeds_note(used, result),
+        "parameter_advice": advice_markdown(advice),
+        "changed_by_suggestion": MetadataValue.md(changed_table(p, used)),
         "finite": bool(np.isfinite(result.C).all() and np.isfinite(result.A.data).all()),
-        "preview": figures.preview(context, "preview", plot_summary_images(
-            result.corr, result.pnr, seeds=result.seeds, min_corr=p.min_corr, min_pnr=p.min_pnr)),
-        "contours": figures.preview(context, "contours", plot_contours(result)),
+        "preview": figures.preview(context, "preview", plot_contours(result)),
+        **params_metadata(p, params_hash(p)),
     })
     return result
 
@@ -131,12 +184,15 @@ def accepted_components(context: AssetExecutionContext, figures: FigureStore, cn
     curation = component_curation
     table = evaluate_components(motion_corrected_movie.frames, cnmfe_estimates, ep, curation=curation)
     n_acc = int(table["accepted"].sum())
+    acc = table[table["accepted"]]
     context.add_output_metadata({
-        **params_metadata(ep, params_hash(ep)), "n_components": len(table), "n_accepted": n_acc,
-        "n_rejected": len(table) - n_acc,
+        "n_accepted": n_acc, "n_rejected": len(table) - n_acc, "n_components": len(table),
+        "snr_quartiles_accepted": quartiles(acc["snr"]), "r_value_quartiles_accepted": quartiles(acc["r_value"]),
+        "rejected_because": MetadataValue.md(rejection_summary(table)),
         "manually_rejected": len(curation.rejected), "manually_restored": len(curation.restored),
         "preview": figures.preview(context, "preview", plot_contours(cnmfe_estimates, table)),
         "traces": figures.preview(context, "traces", plot_traces(cnmfe_estimates, table)),
+        **params_metadata(ep, params_hash(ep)),
     })
     return table
 

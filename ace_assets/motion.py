@@ -11,7 +11,7 @@ from resources.failures import reports_failures
 from resources.figures import FigureStore
 
 from .checks import line_check, movie_finite_check
-from .metadata import params_metadata
+from .metadata import advice_markdown, params_metadata, rounded
 from .partitions import lines_partitions
 
 HEAVY_POOL = "heavy"
@@ -33,7 +33,8 @@ def motion_corrected_movie(context: AssetExecutionContext, figures: FigureStore,
     mp = motion_parameters
     meta = params_metadata(mp, params_hash(mp))
     if not mp.enabled:
-        context.add_output_metadata({**meta, "corrected": False, "shape": MetadataValue.json(list(dff_movie.frames.shape))})
+        context.add_output_metadata({"corrected": False, "shape": MetadataValue.json(list(dff_movie.frames.shape)),
+                                     **meta})
         return MovieAlias(dff_movie, "apply_motion_correction is FALSE")
     engine = get_engine(engine_parameters.name)
     stream = engine.correct_motion(dff_movie.frames, mp, times=dff_movie.times, frame_rate=dff_movie.frame_rate)
@@ -49,22 +50,26 @@ def motion_corrected_movie(context: AssetExecutionContext, figures: FigureStore,
         r = _result(movie, mp)
         shifts = r.rigid_shifts
         return {
-            **meta, "corrected": True, "engine": f"{engine.name} {engine.version}",
-            "shape": MetadataValue.json(list(movie.frames.shape)), "frame_rate_hz": round(movie.frame_rate, 4),
             "mode": "piecewise-rigid" if r.patch_shifts is not None else "rigid",
-            "gSig_filt_used": MetadataValue.json(None if gsf_used is None else list(gsf_used)),
-            "parameter_advice": MetadataValue.md("\n".join(f"- {n}" for n in advice + notes)
-                                                 or "CSV values agree with the data"),
-            "max_abs_shift_px": float(np.abs(shifts).max()) if len(shifts) else 0.0,
-            "corr_with_template_before": float(np.nanmean(r.corr_before)),
-            "corr_with_template_after": float(np.nanmean(r.corr_after)),
-            "residual_shift_px_median": float(np.nanmedian(r.residual_shift)),
+            "max_abs_shift_px": rounded(np.abs(shifts).max()) if len(shifts) else 0.0,
+            "corr_with_template_before": rounded(np.nanmean(r.corr_before)),
+            "corr_with_template_after": rounded(np.nanmean(r.corr_after)),
+            "residual_shift_px_median": rounded(np.nanmedian(r.residual_shift)),
+            "gSig_filt_csv_vs_used": f"{_pair(mp.gSig_filt)} -> {_pair(gsf_used)}",
+            "parameter_advice": advice_markdown(advice + notes),
+            "corrected": True, "engine": f"{engine.name} {engine.version}",
+            "shape": MetadataValue.json(list(movie.frames.shape)), "frame_rate_hz": round(movie.frame_rate, 4),
             "preview": figures.preview(context, "preview", plot_shifts(r, movie.times)),
             "before_after": figures.preview(context, "before_after", plot_before_after(r.mean_before, r.mean_after)),
+            **meta,
         }
 
     stream.describe = describe
     return stream
+
+
+def _pair(v) -> str:
+    return "off" if v is None else " x ".join(str(int(x)) for x in v)
 
 
 def _corrected(movie: Movie, mp: MotionParams):
@@ -83,11 +88,11 @@ def shifts_within_bounds(motion_corrected_movie: Movie, motion_parameters: Motio
         return AssetCheckResult(passed=True, metadata={"skipped": "motion correction disabled"})
     max_abs = np.abs(r.rigid_shifts).max(axis=0)
     ok = bool(max_abs[0] <= mp.max_shifts[0] + 1e-3 and max_abs[1] <= mp.max_shifts[1] + 1e-3)
-    meta = {"max_abs_dy": float(max_abs[0]), "max_abs_dx": float(max_abs[1]),
+    meta = {"max_abs_dy": rounded(max_abs[0]), "max_abs_dx": rounded(max_abs[1]),
             "max_shifts": MetadataValue.json(list(mp.max_shifts))}
     if r.patch_shifts is not None:
         dev = np.abs(r.patch_shifts - r.rigid_shifts[:, None, None, :]).max()
-        meta["max_patch_deviation_px"] = float(dev)
+        meta["max_patch_deviation_px"] = rounded(dev)
         ok = ok and bool(dev <= mp.max_deviation_rigid + 1e-3)
     return AssetCheckResult(passed=ok, metadata=meta)
 
@@ -102,7 +107,7 @@ def template_correlation_improved(motion_corrected_movie: Movie,
         return AssetCheckResult(passed=True, metadata={"skipped": "motion correction disabled"})
     before, after = float(np.nanmean(r.corr_before)), float(np.nanmean(r.corr_after))
     return AssetCheckResult(passed=after >= before - 1e-4, severity=AssetCheckSeverity.WARN,
-                            metadata={"corr_before": before, "corr_after": after})
+                            metadata={"corr_before": rounded(before), "corr_after": rounded(after)})
 
 
 motion_corrected_finite = movie_finite_check(motion_corrected_movie, "motion_corrected_finite")

@@ -7,14 +7,13 @@ analysis_parameters.csv changes and the snapshots are re-materialised (the
 and everything downstream of them - show as stale in the UI. A parameter that did not
 change keeps its data version, so nothing downstream of it is marked.
 """
-import dataclasses
-
-from dagster import AssetExecutionContext, AssetOut, DataVersion, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetOut, DataVersion, Output, multi_asset
 
 from ace_neuro.params import PIPELINE_FIELDS, params_hash
 from resources import ProjectResource
 from resources.failures import reports_failures
 
+from .metadata import params_metadata
 from .partitions import lines_partitions
 
 #: snapshot asset name (``<stage>_parameters``) -> field of PipelineParams, one per declared stage
@@ -34,4 +33,4 @@ def line_parameters(context: AssetExecutionContext, project: ProjectResource):
         value = getattr(params, field)
         digest = params_hash(value)
         yield Output(value, output_name=name, data_version=DataVersion(digest),
-                     metadata={"values": MetadataValue.json(dataclasses.asdict(value)), "parameters_hash": digest})
+                     metadata=params_metadata(value, digest))

@@ -36,17 +36,19 @@ def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movi
     if stream is None:
         reason = "crop disabled" if not p.enabled else "no crop_coords set (headless): not cropped"
         context.log.warning(f"line {context.partition_key}: {reason}")
-        context.add_output_metadata({**meta, **movie_metadata(raw_movie), "cropped": False, "reason": reason,
+        context.add_output_metadata({"cropped": False, "reason": reason, **movie_metadata(raw_movie),
                                      "preview": figures.preview(
-                                         context, "preview", plot_crop_preview(full_mean, None, kind="mean"))})
+                                         context, "preview", plot_crop_preview(full_mean, None, kind="mean")),
+                                     **meta})
         return MovieAlias(raw_movie, reason)
     box = stream.attrs["crop_box"]
 
     def describe(movie: Movie) -> dict:
-        return {**meta, **movie_metadata(movie), "cropped": True,
-                "crop_rows": f"{box[0]}..{box[1] - 1}", "crop_cols": f"{box[2]}..{box[3] - 1}",
+        return {"cropped": True, "crop_rows": f"{box[0]}..{box[1] - 1}", "crop_cols": f"{box[2]}..{box[3] - 1}",
+                **movie_metadata(movie),
                 "preview": figures.preview(
-                    context, "preview", plot_crop_preview(full_mean, CropBox(*box), kind="mean"))}
+                    context, "preview", plot_crop_preview(full_mean, CropBox(*box), kind="mean")),
+                **meta}
 
     stream.describe = describe
     return stream
@@ -64,13 +66,14 @@ def dff_movie(context: AssetExecutionContext, figures: FigureStore,
     stream = detrend_and_dff(cropped_movie.frames, detrend_parameters, dff_parameters,
                              frame_rate=cropped_movie.frame_rate, times=cropped_movie.times)
     if stream is None:
-        context.add_output_metadata({**meta, **movie_metadata(cropped_movie), "passthrough": True})
+        context.add_output_metadata({"passthrough": True, **movie_metadata(cropped_movie), **meta})
         return MovieAlias(cropped_movie, "detrend and dF/F disabled")
 
     def describe(movie: Movie) -> dict:
-        return {**meta, **movie_metadata(movie), "passthrough": False,
+        return {"passthrough": False, **movie_metadata(movie),
                 "preview": figures.preview(context, "preview", plot_projections(movie.extras["mean_projection"][:],
-                                                    movie.extras["max_projection"][:], title="dF/F"))}
+                                                    movie.extras["max_projection"][:], title="dF/F")),
+                **meta}
 
     stream.describe = describe
     return stream

@@ -15,7 +15,7 @@ from resources.failures import reports_failures
 from resources.figures import FigureStore
 
 from .checks import line_check
-from .metadata import params_metadata
+from .metadata import params_metadata, quartiles, rounded
 from .partitions import lines_partitions
 
 
@@ -35,7 +35,7 @@ def calcium_phase(context: AssetExecutionContext, figures: FigureStore,
     trace = mean_fluorescence(cropped_movie.frames)
     fs = cropped_movie.frame_rate
     if not fp.phase_enabled:
-        context.add_output_metadata({**meta, "disabled": "compute_miniscope_phase is FALSE"})
+        context.add_output_metadata({"disabled": "compute_miniscope_phase is FALSE", **meta})
         return pd.DataFrame({"frame": np.arange(len(trace)), "time_s": cropped_movie.times,
                              "mean_fluorescence": trace})
     mean_field = compute_phase(trace, fs, fp)
@@ -44,11 +44,12 @@ def calcium_phase(context: AssetExecutionContext, figures: FigureStore,
     table = phase_table(cropped_movie.times, mean_field, components=comps, component_ids=ids)
     table.insert(2, "mean_fluorescence", trace)
     context.add_output_metadata({
-        **meta, "frames": len(table), "components": len(ids), "sampling_rate_hz": round(fs, 4),
+        "frames": len(table), "components": len(ids), "sampling_rate_hz": round(fs, 4),
         "filter": fp.ftype if fp.filter_enabled else "none (unfiltered phase)",
         "phases_finite": bool(np.isfinite(table["phase_rad"]).all()),
         "preview": figures.preview(
             context, "preview", plot_filtered_phase(cropped_movie.times, trace - trace.mean(), mean_field)),
+        **meta,
     })
     return table
 
@@ -77,9 +78,9 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
     if len(events):
         figs["phase_histogram"] = figures.preview(context, "phase_histogram", plot_event_phase_histogram(events))
     context.add_output_metadata({
-        **meta, "n_events": len(events), "components": len(ids), "method": ep.method,
-        "events_per_min_median": float(np.median(rates)) if len(rates) else 0.0,
-        "events_per_min_max": float(rates.max()) if len(rates) else 0.0, **figs,
+        "n_events": len(events), "components": len(ids),
+        "events_per_min_quartiles": quartiles(rates),
+        "events_per_min_max": rounded(rates.max()) if len(rates) else 0.0, "method": ep.method, **figs, **meta,
     })
     return events
 
@@ -95,15 +96,16 @@ def spectrograms(context: AssetExecutionContext, figures: FigureStore,
     meta = params_metadata(sp, params_hash(sp))
     trace = calcium_phase["mean_fluorescence"].to_numpy()
     if not sp.enabled:
-        context.add_output_metadata({**meta, "disabled": "compute_miniscope_spectrogram is FALSE"})
+        context.add_output_metadata({"disabled": "compute_miniscope_spectrogram is FALSE", **meta})
         return pd.DataFrame({c: pd.Series(dtype=float) for c in ("time_s", "frequency_hz", "power", "power_db")})
     spec = multitaper_spectrogram(trace, cropped_movie.frame_rate, sp, times=calcium_phase["time_s"].to_numpy())
     table = spectrogram_table(spec)
     context.add_output_metadata({
-        **meta, "windows": int(spec.power.shape[0]), "frequencies": int(spec.power.shape[1]),
+        "windows": int(spec.power.shape[0]), "frequencies": int(spec.power.shape[1]),
         "freq_lims_used_hz": MetadataValue.json([float(f) for f in spec.freq_lims_used]),
         "tapers": int(spec.n_tapers), "sampling_rate_hz": round(spec.fs, 4),
         **({"preview": figures.preview(context, "preview", plot_spectrogram(spec))} if spec.power.size else {}),
+        **meta,
     })
     return table
 
@@ -130,7 +132,7 @@ def event_rate_plausible(calcium_events: pd.DataFrame, accepted_components: pd.D
         passed=len(outside) == 0, severity=AssetCheckSeverity.WARN,
         metadata={"components": len(ids), "outside_range": len(outside),
                   "outside_ids": MetadataValue.json([int(i) for i in outside.index[:50]]),
-                  "rate_median_per_min": float(rates.median()), "rate_max_per_min": float(rates.max())})
+                  "rate_median_per_min": rounded(rates.median()), "rate_max_per_min": rounded(rates.max())})
 
 
 @line_check(asset=calcium_phase, description="Every phase value is finite and within (-pi, pi].", blocking=True)

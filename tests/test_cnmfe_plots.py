@@ -49,9 +49,26 @@ def test_traces_show_top_accepted_components(result):
     table = pd.DataFrame({"component_id": [0, 1, 2], "accepted": [True, False, True], "snr": [5.0, 9.0, 3.0]})
     fig = plot_traces(result, table, n=5)
     labels = [t.get_text().strip() for t in fig.axes[0].texts]
-    assert labels == ["0", "2"]  # accepted only, by decreasing SNR
+    assert labels[:2] == ["0", "2"]  # accepted only, by decreasing SNR
+    assert labels[2].endswith("noise SD")  # the y scale bar
     assert fig.axes[0].get_xlabel() == "time (s)"
     figure_png(fig)
+
+
+def test_traces_draw_raw_in_grey_beside_denoised(result):
+    fig = plot_traces(result, component_ids=[0])
+    lines = [ln for ln in fig.axes[0].lines if len(ln.get_xdata()) == result.C.shape[1]]
+    grey, denoised = lines
+    assert grey.get_color() == "0.6"
+    sd = float(result.sn[0])
+    raw = (result.C[0] + result.YrA[0]) / sd
+    # the grey line is the raw trace (C + YrA), on the same scale and offset as the denoised one
+    np.testing.assert_allclose(grey.get_ydata() - denoised.get_ydata(), raw - result.C[0] / sd, rtol=1e-5, atol=1e-6)
+
+
+def test_contours_before_evaluation_say_so(result):
+    title = plot_contours(result).axes[0].get_title()
+    assert "before evaluation" in title and "accepted" not in title
 
 
 def test_plots_module_never_uses_pyplot():

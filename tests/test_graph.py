@@ -10,6 +10,8 @@ from ace_neuro.synthetic.project import write_demo_project
 STAGES = ["raw_movie", "frame_times", "cropped_movie", "dff_movie", "motion_corrected_movie", "cnmfe_summary_images",
           "cnmfe_estimates", "accepted_components", "calcium_phase", "calcium_events", "spectrograms"]
 
+STORAGE_KEYS = {"path", "rows", "columns", "bytes", "chunks", "dagster/row_count", "dagster/column_schema"}
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -29,6 +31,21 @@ def test_every_asset_materialises(run):
         assert stage in line_run.metadata, stage
     assert line_run.metadata["accepted_components"]["n_accepted"] > 0
     assert line_run.metadata["motion_corrected_movie"]["corrected"] is True
+
+
+def test_metadata_opens_with_findings_and_ends_with_parameters(run):
+    line_run, _ = run
+    for stage in STAGES:
+        keys = list(line_run.metadata[stage])
+        if "parameters" in keys:  # the IO manager's storage entries (path, size) follow
+            at = keys.index("parameters_hash")
+            assert keys[at + 1] == "parameters", (stage, keys)
+            assert set(keys[at + 2:]) <= STORAGE_KEYS, (stage, keys)
+    est, acc = line_run.metadata["cnmfe_estimates"], line_run.metadata["accepted_components"]
+    assert "contours" not in est and "parameters_used" not in est
+    assert est["preview"] != acc["preview"]  # each figure once, on the asset it describes
+    assert {"snr_quartiles_accepted", "r_value_quartiles_accepted", "n_rejected"} <= set(acc)
+    assert "initial seeds" in est["seeds_note"]
 
 
 def test_every_check_passes(run):

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .common import new_figure
 
@@ -70,11 +71,24 @@ def plot_summary_images(corr: np.ndarray, pnr: np.ndarray, *, seeds: np.ndarray 
         ax.set_xlabel("min_pnr", fontsize=8)
         ax.set_ylabel("min_corr", fontsize=8)
         ax.set_title("number of seeds", fontsize=9)
+        values = piv.to_numpy(dtype=float)
+        middle = 0.5 * (np.nanmin(values) + np.nanmax(values)) if values.size else 0.0
         for i in range(piv.shape[0]):
             for j in range(piv.shape[1]):
-                ax.text(j, i, str(int(piv.iat[i, j])), ha="center", va="center", fontsize=6, color="cyan")
+                v = values[i, j]  # dark text on the light cells, light text on the dark ones
+                ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=7,
+                        color="black" if v > middle else "white")
+        if min_corr is not None and min_pnr is not None:
+            _mark_thresholds(ax, piv, min_corr, min_pnr)
         fig.colorbar(im2, ax=ax, shrink=0.7)
     return fig
+
+
+def _mark_thresholds(ax, piv: pd.DataFrame, min_corr: float, min_pnr: float) -> None:
+    """Outline the heat-map cell nearest the thresholds in use."""
+    i = int(np.argmin(np.abs(piv.index.to_numpy(dtype=float) - min_corr)))
+    j = int(np.argmin(np.abs(piv.columns.to_numpy(dtype=float) - min_pnr)))
+    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5))
 
 
 def _footprint_box(result, k: int):
@@ -92,17 +106,20 @@ def _footprint_box(result, k: int):
 
 
 def plot_contours(result, table: pd.DataFrame | None = None, *, background: np.ndarray | None = None,
-                  level: float = 0.5, label: bool = True) -> Figure:
-    """Contours (at ``level`` of each footprint's max) on the correlation image.
+                  level: float = 0.5, label: bool = True, size_in: float = 6.0) -> Figure:
+    """Contours (at ``level`` of each footprint's max) on the correlation image, labelled with their ids.
 
-    Accepted components are green, rejected red (all green without ``table``).
+    With ``table`` (after evaluation), accepted components are green and rejected red; without it
+    every component found is drawn in yellow, before any evaluation.
     """
-    fig = new_figure(6.0, 6.0)
+    fig = new_figure(size_in, size_in)
     ax = fig.subplots()
     bg = result.corr if background is None else background
     _image(ax, bg, "components", vmin=float(np.nanmin(bg)), vmax=float(np.nanmax(bg)) if np.isfinite(bg).any() else 1)
+    evaluated = table is not None
+    label_size = 6 if result.n_components <= 100 else 5 if result.n_components <= 300 else 4
     accepted = np.ones(result.n_components, bool)
-    if table is not None and len(table):
+    if evaluated and len(table):
         accepted = np.zeros(result.n_components, bool)
         accepted[table["component_id"].to_numpy()[table["accepted"].to_numpy()]] = True
     for k in range(result.n_components):
@@ -112,13 +129,16 @@ def plot_contours(result, table: pd.DataFrame | None = None, *, background: np.n
         box, r0, c0 = got
         if box.shape[0] < 2 or box.shape[1] < 2:
             continue
-        color = "lime" if accepted[k] else "red"
+        color = ("lime" if accepted[k] else "red") if evaluated else "yellow"
         yy, xx = np.mgrid[r0:r0 + box.shape[0], c0:c0 + box.shape[1]]
         ax.contour(xx, yy, box, levels=[level * box.max()], colors=color, linewidths=0.7)
         if label:
             cy, cx = np.unravel_index(int(np.argmax(box)), box.shape)
-            ax.text(c0 + cx, r0 + cy, str(k), color=color, fontsize=5, ha="center", va="center")
-    ax.set_title(f"{int(accepted.sum())} accepted (green), {int((~accepted).sum())} rejected (red)", fontsize=9)
+            ax.text(c0 + cx, r0 + cy, str(k), color=color, fontsize=label_size, ha="center", va="center")
+    if evaluated:
+        ax.set_title(f"{int(accepted.sum())} accepted (green), {int((~accepted).sum())} rejected (red)", fontsize=9)
+    else:
+        ax.set_title(f"{result.n_components} components found, before evaluation", fontsize=9)
     return fig
 
 
@@ -141,15 +161,34 @@ def plot_traces(result, table: pd.DataFrame | None = None, *, n: int = 10,
     fig = new_figure(8.0, max(2.5, 0.6 * len(ids) + 1.0))
     ax = fig.subplots()
     t = np.arange(T) / float(result.frame_rate)
-    offset = 0.0
-    for k in ids:
-        raw = result.C[k] + result.YrA[k] - result.baseline[k]
-        scale = float(max(raw.max() - raw.min(), 1e-9))
-        ax.plot(t, (raw - raw.min()) / scale + offset, color="0.7", linewidth=0.5)
-        ax.plot(t, (result.C[k] - raw.min()) / scale + offset, linewidth=0.8)
-        ax.text(t[0] if T else 0, offset + 0.5, f"{k} ", ha="right", va="center", fontsize=7)
-        offset += 1.1
+    offset, tallest = 0.0, 1.0
+    for k in ids:  # in units of each trace's noise SD, so one scale bar holds for every trace
+        sd = float(result.sn[k]) if result.sn[k] > 0 else 1.0
+        raw = (result.C[k] + result.YrA[k]) / sd
+        denoised = result.C[k] / sd
+        low = float(min(raw.min(), denoised.min())) if T else 0.0
+        ax.plot(t, raw - low + offset, color="0.6", linewidth=0.5)
+        ax.plot(t, denoised - low + offset, linewidth=0.9)
+        ax.text(t[0] if T else 0, offset, f"{k} ", ha="right", va="bottom", fontsize=7)
+        height = float(max(raw.max(), denoised.max()) - low) if T else 1.0
+        tallest = max(tallest, height)
+        offset += height * 1.05
+    if ids and T:
+        _scale_bar(ax, t[-1], tallest)
     ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
     ax.set_xlabel("time (s)")
-    ax.set_title("top components: raw (grey) and denoised traces" if ids else "no components", fontsize=9)
+    ax.set_title("top components: raw (grey, C + YrA) and denoised (colour, C) traces" if ids else "no components",
+                 fontsize=9)
     return fig
+
+
+def _scale_bar(ax, x_end: float, tallest: float) -> None:
+    """A vertical bar at the right end: a round number of noise SDs, about a quarter of the tallest trace."""
+    target = max(tallest / 4.0, 1e-9)
+    size = min((m * 10.0 ** e for e in range(-2, 5) for m in (1, 2, 5) if m * 10.0 ** e <= target),
+               key=lambda v: target - v, default=target)
+    x = x_end * 1.01
+    ax.plot([x, x], [0, size], color="black", linewidth=1.5, clip_on=False)
+    ax.text(x, size / 2, f" {size:g} noise SD", ha="left", va="center", fontsize=7)

@@ -371,7 +371,8 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     used.update(parameter_advice=[a.message for a in advice])
     used.update(gSig=list(gSig), gSiz=list(gSiz), min_corr=min_corr, min_pnr=min_pnr,
                 ring_radius_px=radius * params.ssub_B, engine="native", notes=notes,
-                s_min_factor=DEFAULT_S_MIN_FACTOR)
+                s_min_factor=DEFAULT_S_MIN_FACTOR,
+                seed_counts={"initial": int(len(all_seeds[0])), "residual": int(sum(len(s) for s in all_seeds[1:]))})
     return CnmfeResult(A=A.astype(np.float32).tocsc(), C=tf.C.astype(np.float32), S=tf.S.astype(np.float32),
                        YrA=tf.YrA.astype(np.float32), sn=tf.sn.astype(np.float64),
                        baseline=tf.baseline.astype(np.float64), g=tf.g.astype(np.float64),
