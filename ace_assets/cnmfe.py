@@ -1,4 +1,4 @@
-"""CNMF-E source extraction (SPEC 3.5) and accepted components (SPEC 3.6).
+"""CNMF-E source extraction and accepted components.
 
 - ``cnmfe_summary_images``: correlation and PNR images of the ``gSig``-filtered movie on a
   subsample, the seed count over a grid of (min_corr, min_pnr), and parameters suggested from
@@ -122,7 +122,7 @@ def cnmfe_summary_images(context: AssetExecutionContext, figures: FigureStore, m
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="cnmfe", kinds={"zarr"},
        pool=HEAVY_POOL,
-       description="SPEC 3.5: CNMF-E (Zhou et al. 2018) - footprints A, traces C, spikes S (OASIS), ring "
+       description="CNMF-E (Zhou et al. 2018) - footprints A, traces C, spikes S (OASIS), ring "
                    "background, noise, correlation and PNR images, parameters used. Streams the movie.")
 @reports_failures
 def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
@@ -168,13 +168,21 @@ def component_curation(context: AssetExecutionContext, project: ProjectResource)
     path = curation_file(project.project_path, int(context.partition_key))
     curation = load_curation(path)
     return Output(curation, data_version=DataVersion(curation_version(curation)),
-                  metadata={"curation_file": MetadataValue.path(str(path)), "exists": path.exists(),
+                  metadata={"curation_file": _curation_file_metadata(path),
                             "rejected": MetadataValue.json(list(curation.rejected)),
                             "restored": MetadataValue.json(list(curation.restored)), "updated": curation.updated})
 
 
+def _curation_file_metadata(path) -> MetadataValue:
+    if path.exists():
+        return MetadataValue.path(str(path))
+    return MetadataValue.text(f"none yet: {path} is written when someone saves decisions in the review window, "
+                              "which opens after CNMF-E in a run of `python -m ace_neuro.pipelines.miniscope` "
+                              "without --headless or --no-review (or write it by hand)")
+
+
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="cnmfe", kinds={"parquet"},
-       description="SPEC 3.6: one row per component - id, centroid, area, SNR, spatial r-value, accepted and "
+       description="One row per component - id, centroid, area, SNR, spatial r-value, accepted and "
                    "why - applying min_SNR and rval_thr, then the line's manual curation on top.")
 @reports_failures
 def accepted_components(context: AssetExecutionContext, figures: FigureStore, cnmfe_estimates: CnmfeResult,

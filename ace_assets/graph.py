@@ -5,17 +5,44 @@ without importing the module that imports them.
 """
 from __future__ import annotations
 
-from dagster import load_asset_checks_from_modules, load_assets_from_modules
+from dagster import AssetSpec, load_asset_checks_from_modules, load_assets_from_modules, map_asset_specs
+
+from ace_neuro.params.table import STAGE_GUIDES
 
 from resources import FigureStore, JsonIOManager, ParquetIOManager, ZarrIOManager
 
-from . import cnmfe, ingest, motion, parameters, preprocess, signals
+from . import cnmfe, export, ingest, motion, parameters, preprocess, signals
 
-ASSET_MODULES = [parameters, ingest, preprocess, motion, cnmfe, signals]
+ASSET_MODULES = [parameters, ingest, preprocess, motion, cnmfe, signals, export]
+
+
+#: the guide in ``docs/`` that explains each asset (a parameter snapshot: its stage's guide)
+ASSET_GUIDES = {
+    "raw_movie": "ingest.md", "frame_times": "ingest.md", "cropped_movie": "crop.md", "dff_movie": "dff.md",
+    "motion_corrected_movie": "motion.md", "cnmfe_summary_images": "cnmfe.md", "cnmfe_estimates": "cnmfe.md",
+    "component_curation": "evaluation.md", "accepted_components": "evaluation.md", "calcium_phase": "phase.md",
+    "calcium_events": "events.md", "spectrograms": "spectrogram.md", "nwb_file": "nwb.md",
+    "line_report": "index.md",
+}
+
+
+def guide_for(asset: str) -> str:
+    """The docs page (``docs/<page>``) that explains an asset."""
+    if asset in ASSET_GUIDES:
+        return ASSET_GUIDES[asset]
+    stage = asset.removesuffix("_parameters")
+    return STAGE_GUIDES.get(stage, "index.md")
+
+
+def _with_guide(spec: AssetSpec) -> AssetSpec:
+    page = guide_for(spec.key.to_user_string())
+    return spec.replace_attributes(description=f"{spec.description or ''}\n\nGuide: docs/{page} in the "
+                                               "ace-neuro repository.".lstrip())
 
 
 def all_assets():
-    return load_assets_from_modules(ASSET_MODULES)
+    """Every asset, its description ending with the guide that explains it."""
+    return list(map_asset_specs(_with_guide, load_assets_from_modules(ASSET_MODULES)))
 
 
 def all_checks():

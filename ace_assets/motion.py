@@ -1,4 +1,4 @@
-"""``motion_corrected_movie`` (SPEC 3.4): NoRMCorre-style correction, shifts and template stored beside it."""
+"""``motion_corrected_movie``: NoRMCorre-style correction, shifts and template stored beside it."""
 import numpy as np
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset)
 
@@ -23,7 +23,7 @@ def _result(movie: Movie, params):
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="motion", kinds={"zarr"},
        pool=HEAVY_POOL,
-       description="SPEC 3.4: rigid or piecewise-rigid motion correction (shifts estimated on the gSig_filt "
+       description="Rigid or piecewise-rigid motion correction (shifts estimated on the gSig_filt "
                    "high-pass copy, applied to the unfiltered movie), float32; shifts, template and quality "
                    "figures stored beside it. A pass-through reference when apply_motion_correction is FALSE.")
 @reports_failures

@@ -1,4 +1,4 @@
-"""Preprocessing assets: ``cropped_movie`` (SPEC 3.1) and ``dff_movie`` (detrend + dF/F, SPEC 3.2-3.3), and the
+"""Preprocessing assets: ``cropped_movie`` and ``dff_movie`` (detrend + dF/F), and the
 blocking check that the line's parameters fit the cropped recording before anything heavier runs."""
 from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset
 
@@ -25,7 +25,7 @@ def movie_metadata(movie: Movie) -> dict:
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
-       description="SPEC 3.1: the raw movie cropped to crop_coords (bottom-left origin); a pass-through "
+       description="The raw movie cropped to crop_coords (bottom-left origin); a pass-through "
                    "reference when no crop is set.")
 @reports_failures
 def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movie: Movie, crop_parameters: CropParams):
@@ -55,7 +55,7 @@ def cropped_movie(context: AssetExecutionContext, figures: FigureStore, raw_movi
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="zarr_io", group_name="preprocess", kinds={"zarr"},
-       description="SPEC 3.2-3.3: detrended (median/linear) and dF/F (block-percentile baseline at the real "
+       description="Detrended (median/linear) and dF/F (block-percentile baseline at the real "
                    "frame rate) movie, float32; a pass-through reference when both are disabled.")
 @reports_failures
 def dff_movie(context: AssetExecutionContext, figures: FigureStore,

@@ -1,4 +1,4 @@
-"""Table assets from traces: ``calcium_phase`` (SPEC 3.8), ``calcium_events`` (3.7), ``spectrograms`` (3.9)."""
+"""Table assets from traces: ``calcium_phase``, ``calcium_events``, ``spectrograms``."""
 import numpy as np
 import pandas as pd
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, asset)
@@ -24,7 +24,7 @@ def accepted_ids(components: pd.DataFrame) -> np.ndarray:
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
-       description="SPEC 3.8: per frame, the cropped field's mean fluorescence, band-passed (zero-phase) and its "
+       description="Per frame, the cropped field's mean fluorescence, band-passed (zero-phase) and its "
                    "Hilbert phase in (-pi, pi]; the same phase per accepted component (phase_rad_<id>).")
 @reports_failures
 def calcium_phase(context: AssetExecutionContext, figures: FigureStore,
@@ -55,7 +55,7 @@ def calcium_phase(context: AssetExecutionContext, figures: FigureStore,
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
-       description="SPEC 3.7: one row per calcium event of each accepted component: frame in the movie, time (s) "
+       description="One row per calcium event of each accepted component: frame in the movie, time (s) "
                    "from the timestamps, amplitude, prominence, method and threshold, phase at the event.")
 @reports_failures
 def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_estimates: CnmfeResult,
@@ -86,7 +86,7 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
 
 
 @asset(partitions_def=lines_partitions, io_manager_key="parquet_io", group_name="signals", kinds={"parquet"},
-       description="SPEC 3.9: multitaper spectrogram (DPSS, NW=time_bandwidth, 2NW-1 tapers) of the mean "
+       description="Multitaper spectrogram (DPSS, NW=time_bandwidth, 2NW-1 tapers) of the mean "
                    "fluorescence, long form: window centre time, frequency, power, power in dB.")
 @reports_failures
 def spectrograms(context: AssetExecutionContext, figures: FigureStore,

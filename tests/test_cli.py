@@ -391,7 +391,7 @@ def test_a_killed_run_does_not_block_the_next_one(tmp_path):
 
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # pool 'heavy' limited to 1 slot
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")  # pool 'heavy' limited to 1 slot
     demo = long_demo(tmp_path / "demo")
     args = cli_args(demo, tmp_path / "out")
     env = {**os.environ, "DAGSTER_HOME": str(home)}

@@ -1,4 +1,4 @@
-"""Crop (SPEC 3.1) and the streaming projections."""
+"""Crop and the streaming projections."""
 from __future__ import annotations
 
 import logging

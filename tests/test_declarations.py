@@ -15,7 +15,8 @@ from ace_neuro import errors
 from ace_neuro.params import (KNOWN_PARAMETERS, PIPELINE_FIELDS, STAGE_TYPES, CnmfeParams, MotionParams,
                               ParameterError, ParameterLayer, PipelineParams, all_declarations,
                               build_pipeline_params, declarations)
-from ace_neuro.params.table import README_END, README_START, readme_section
+from ace_neuro.params.table import (README_END, README_START, STAGE_GUIDES, readme_section, stage_section,
+                                    with_tables, write_tables)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,9 +73,29 @@ def test_later_layers_win_and_errors_name_their_layer():
 def test_the_readme_table_is_the_one_the_declarations_write():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start, end = readme.index(README_START), readme.index(README_END) + len(README_END)
-    assert readme[start:end] == readme_section(), "run `python -m ace_neuro.params` and paste it into README.md"
+    assert readme[start:end] == readme_section(), "run `python -m ace_neuro.params --write`"
     for name in KNOWN_PARAMETERS:
         assert f"`{name}`" in readme
+
+
+def test_every_stage_has_a_guide_whose_table_the_declarations_write():
+    for cls in STAGE_TYPES:
+        page = REPO / "docs" / STAGE_GUIDES[cls.STAGE]
+        text = page.read_text(encoding="utf-8")
+        assert stage_section(cls.STAGE) in text, f"{page.name}: run `python -m ace_neuro.params --write`"
+        assert with_tables(text) == text
+
+
+def test_write_tables_rewrites_only_the_generated_sections(tmp_path):
+    (tmp_path / "docs").mkdir()
+    guide = tmp_path / "docs" / "motion.md"
+    guide.write_text("# Motion\n\nprose\n<!-- parameters: motion -->\nstale\n<!-- /parameters: motion -->\nmore\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nend\n")
+    assert set(write_tables(tmp_path)) == {guide, readme}
+    assert guide.read_text() == f"# Motion\n\nprose\n{stage_section('motion')}\nmore\n"
+    assert readme.read_text() == f"intro\n{readme_section()}\nend\n"
+    assert write_tables(tmp_path) == []  # nothing left to change
 
 
 def test_the_cli_lists_every_parameter():

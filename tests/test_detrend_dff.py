@@ -1,4 +1,4 @@
-"""Detrend (SPEC 3.2) and dF/F (SPEC 3.3), streamed, against in-memory NumPy references."""
+"""Detrend and dF/F, streamed, against in-memory NumPy references."""
 from __future__ import annotations
 
 import numpy as np

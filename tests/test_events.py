@@ -1,4 +1,4 @@
-"""Calcium events (SPEC 3.7): the original's derivative method, the noise method, spikes, scoring."""
+"""Calcium events: the original's derivative method, the noise method, spikes, scoring."""
 from __future__ import annotations
 
 import numpy as np

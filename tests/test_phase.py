@@ -1,4 +1,4 @@
-"""Band-pass filter and Hilbert phase (SPEC 3.8)."""
+"""Band-pass filter and Hilbert phase."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Raw readers on synthetic session folders in all three formats: every rule of SPEC section 2."""
+"""Raw readers on synthetic session folders in all three formats: every rule a reader must keep."""
 import shutil
 
 import numpy as np

@@ -131,7 +131,7 @@ def platform(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     demo = write_demo_project(root / "demo", lines=[int(x) for x in [*BACKFILL_LINES, BROKEN_LINE]], height=64,
                               width=64, n_frames=300, frames_per_file=100, seed=4)
     video = next(demo.session_dirs[int(BROKEN_LINE)].rglob("*.avi"))

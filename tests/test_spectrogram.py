@@ -1,4 +1,4 @@
-"""Multitaper spectrogram (SPEC 3.9)."""
+"""Multitaper spectrogram."""
 from __future__ import annotations
 
 import dataclasses

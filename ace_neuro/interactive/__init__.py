@@ -10,8 +10,8 @@ Each window is split in two:
 Only the ``select_*``/``review_*`` entry points import :mod:`matplotlib.pyplot`, and only
 when called: importing this package never loads a GUI toolkit.
 
-- :mod:`ace_neuro.interactive.crop_window` - choose ``crop_coords`` on a projection (SPEC 3.1)
-- :mod:`ace_neuro.interactive.review_window` - accept/reject CNMF-E components (SPEC 3.6)
+- :mod:`ace_neuro.interactive.crop_window` - choose ``crop_coords`` on a projection
+- :mod:`ace_neuro.interactive.review_window` - accept/reject CNMF-E components
 """
 from __future__ import annotations
 

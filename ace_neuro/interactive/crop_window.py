@@ -1,4 +1,4 @@
-"""The crop window (SPEC 3.1): drag a rectangle on a projection of the movie.
+"""The crop window: drag a rectangle on a projection of the movie.
 
 The image is drawn with ``extent=(0, W, 0, H)`` and ``origin='upper'``: it looks
 like the camera frame (row 0 at the top) while the axes' data coordinates are
@@ -40,7 +40,7 @@ class CropChoice:
     Attributes
     ----------
     coords : (x0, y0, x1, y1) or None
-        Crop corners in the SPEC 3.1 convention (origin bottom-left, y up), written as
+        Crop corners in the crop_coords convention (origin bottom-left, y up), written as
         (left, top, right, bottom); None when the user chose not to crop.
     box : CropBox or None
         The same crop in array rows/columns.

@@ -1,4 +1,4 @@
-"""The component review window (SPEC 3.6): accept or reject CNMF-E components by hand.
+"""The component review window: accept or reject CNMF-E components by hand.
 
 The window shows every component's contour on a summary image (the correlation
 image when CNMF-E stored one), coloured by its current decision (green accepted,

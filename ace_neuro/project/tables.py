@@ -1,4 +1,4 @@
-"""The lab's project folder: ``experiments.csv`` and ``analysis_parameters.csv`` (SPEC section 1).
+"""The lab's project folder: ``experiments.csv`` and ``analysis_parameters.csv``.
 
 Real lab files carry documentation rows (a text ``line number``), empty trailing
 rows, ``NA`` cells, Windows paths and, sometimes, duplicated keys. Reading is

@@ -1,4 +1,4 @@
-"""Crop (SPEC 3.1) and streaming projections of a movie.
+"""Crop and streaming projections of a movie.
 
 Crop coordinates follow the original pipeline's convention: ``(x0, y0, x1, y1)``
 are two opposite corners of a rectangle in a frame whose origin is the

@@ -1,4 +1,4 @@
-"""Detrending a movie (SPEC 3.2), streamed over frame blocks.
+"""Detrending a movie, streamed over frame blocks.
 
 Two methods, both fitted in one pass over the movie and applied lazily, so the
 movie is never held in memory:

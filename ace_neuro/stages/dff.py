@@ -1,4 +1,4 @@
-"""dF/F of a movie (SPEC 3.3), streamed over frame blocks.
+"""dF/F of a movie, streamed over frame blocks.
 
 Steps, per pixel:
 

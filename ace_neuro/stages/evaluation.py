@@ -1,4 +1,4 @@
-"""Component evaluation (SPEC 3.6): which CNMF-E components are accepted, and why.
+"""Component evaluation: which CNMF-E components are accepted, and why.
 
 Each component gets
 
@@ -402,7 +402,7 @@ def accepted_components(frames, result: CnmfeResult, params: EvaluationParams | 
         The movie CNMF-E was run on (streamed once for the r-values).
     result : CnmfeResult
     params : EvaluationParams, optional
-        ``min_SNR`` and ``rval_thr`` (defaults of SPEC 1).
+        ``min_SNR`` and ``rval_thr``.
     decay_time : float, optional
         Seconds; default: the value CNMF-E used (``result.params['decay_time']``, else 0.4).
     curation : Curation, optional

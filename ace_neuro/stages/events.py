@@ -1,4 +1,4 @@
-"""Calcium events (SPEC 3.7): one row per event, with frame, time, amplitude and threshold.
+"""Calcium events: one row per event, with frame, time, amplitude and threshold.
 
 Three methods, chosen by :attr:`~ace_neuro.params.EventParams.method`:
 

@@ -1,4 +1,4 @@
-"""Band-pass filter and Hilbert phase (SPEC 3.8).
+"""Band-pass filter and Hilbert phase.
 
 The original took the Hilbert phase of the raw mean-fluorescence trace and only
 then (tried to) filter it; its filter call never ran. Here the order is:

@@ -1,4 +1,4 @@
-"""Multitaper spectrogram of a trace (SPEC 3.9), e.g. the mean fluorescence of the cropped movie.
+"""Multitaper spectrogram of a trace, e.g. the mean fluorescence of the cropped movie.
 
 For each window of ``window_length`` seconds, stepped by ``window_step`` seconds:
 

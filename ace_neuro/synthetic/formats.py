@@ -1,6 +1,6 @@
 """Write synthetic recordings as complete raw session folders, in the rigs' own layouts.
 
-Three formats (SPEC section 2):
+Three formats:
 
 * :func:`write_ucla_v4_session` - UCLA Miniscope DAQ software (``Miniscope/0.avi, 1.avi, ...``,
   ``timeStamps.csv``, device and session ``metaData.json``, ``notes.csv``, a behaviour camera);

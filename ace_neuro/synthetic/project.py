@@ -228,7 +228,7 @@ def write_demo_project(out_dir: str | Path, *, lines: Sequence[int] | Mapping[in
         AVI chunk length of the UCLA formats (the real DAQ uses 1000; the demo uses
         fewer so several chunks are read).
     crop_coords : mapping int -> (x0, y0, x1, y1), optional
-        ``crop_coords`` cells to write (SPEC 3.1 convention); empty otherwise.
+        ``crop_coords`` cells to write; empty otherwise.
     config_overrides : mapping, optional
         Extra :class:`SyntheticConfig` fields applied to every line.
     block_frames : int

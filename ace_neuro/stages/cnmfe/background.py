@@ -7,7 +7,7 @@ Zhou et al. (2018) model the 1-photon background of pixel ``i`` as a constant
 
 The ring has radius ``ring_size_factor * gSiz`` pixels (CaImAn's and the
 original CNMF-E's convention: ``gSiz`` is the neuron diameter, so the ring lies
-well outside the neuron) and is one pixel thick. SPEC 3.5 writes
+well outside the neuron) and is one pixel thick. Some write the radius as
 ``ring_size_factor * gSiz / 2``; CaImAn's convention is kept so that the lab's
 ``ring_size_factor`` means what it meant in CaImAn (on synthetic recordings it
 also fits the true background better: RMSE 0.25 vs 0.29 counts at 200x200). Like CaImAn, W lives on a grid

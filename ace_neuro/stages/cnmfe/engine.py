@@ -21,7 +21,7 @@ and per-pixel images, never pixels x frames):
    which is CNMF-E's initialisation: greedy init + background + a round of
    updates.
 
-Parameters and what the native engine does with each (SPEC 3.5):
+Parameters and what the native engine does with each:
 
 =============================  ==============================================================
 ``method_init``                only ``corr_pnr`` (anything else is rejected)

@@ -1,4 +1,4 @@
-"""Motion correction, native engine (NoRMCorre-style, SPEC 3.4).
+"""Motion correction, native engine (NoRMCorre-style).
 
 Rigid and piecewise-rigid registration of 1-photon miniscope movies. Shifts are estimated on a
 high-passed copy (``gSig_filt``) against a template refined from the data, and applied once per
