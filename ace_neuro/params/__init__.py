@@ -11,13 +11,13 @@ from .resolve import (KNOWN_PARAMETERS, UNSUPPORTED_CAIMAN_PARAMETERS, Parameter
                       build_pipeline_params, check_parameter_names, params_from_dict, params_hash, params_to_dict,
                       unknown_parameter_names)
 from .stages import (PIPELINE_FIELDS, STAGE_TYPES, CnmfeParams, CropParams, DetrendParams, DffParams, EngineParams,
-                     EvaluationParams, EventParams, FilterParams, MotionParams, PipelineParams,
+                     EvaluationParams, EventParams, ExportParams, FilterParams, MotionParams, PipelineParams,
                      SpectrogramParams)
 
 __all__ = [
     "ParameterError", "Parameter", "StageParams", "declarations", "declared", "all_declarations",
     "CropParams", "DetrendParams", "DffParams", "MotionParams", "CnmfeParams", "EvaluationParams", "EventParams",
-    "FilterParams", "SpectrogramParams", "EngineParams", "PipelineParams", "PIPELINE_FIELDS", "STAGE_TYPES",
+    "FilterParams", "SpectrogramParams", "ExportParams", "EngineParams", "PipelineParams", "PIPELINE_FIELDS", "STAGE_TYPES",
     "ParameterLayer", "build_pipeline_params", "check_parameter_names", "unknown_parameter_names",
     "KNOWN_PARAMETERS", "UNSUPPORTED_CAIMAN_PARAMETERS", "params_to_dict", "params_from_dict", "params_hash",
 ]

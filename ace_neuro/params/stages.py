@@ -213,6 +213,16 @@ class SpectrogramParams(StageParams):
 
 
 @dataclass(frozen=True)
+class ExportParams(StageParams):
+    """What the line's NWB file holds beyond the results (segmentation, traces, events, shifts)."""
+
+    STAGE = "export"
+    include_movie: bool = param(False, csv="nwb_include_movie", kind=Bool(),
+                                help="also write the motion-corrected movie into the NWB file (compressed, "
+                                     "frame block by frame block)")
+
+
+@dataclass(frozen=True)
 class EngineParams(StageParams):
     """Which implementation runs the two heavy stages (motion correction and CNMF-E)."""
 
@@ -223,7 +233,7 @@ class EngineParams(StageParams):
 
 #: every stage's dataclass, in the order the stages run
 STAGE_TYPES = (CropParams, DetrendParams, DffParams, MotionParams, CnmfeParams, EvaluationParams, EventParams,
-               FilterParams, SpectrogramParams, EngineParams)
+               FilterParams, SpectrogramParams, ExportParams, EngineParams)
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,7 @@ class PipelineParams:
     events: EventParams = field(default_factory=EventParams)
     filter: FilterParams = field(default_factory=FilterParams)
     spectrogram: SpectrogramParams = field(default_factory=SpectrogramParams)
+    export: ExportParams = field(default_factory=ExportParams)
     engine: EngineParams = field(default_factory=EngineParams)
 
     def as_dict(self) -> dict[str, Any]:
