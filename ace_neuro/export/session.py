@@ -151,7 +151,7 @@ def _age(value: str, unit: str, where: str) -> str:
                            "export again.")
 
 
-def _weight(header: str, value: str, unit: str) -> str | None:
+def _weight(header: str, unit: str, value: str) -> str | None:
     if re.fullmatch(r"[0-9.]+ ?(" + "|".join(_WEIGHT_UNITS) + ")", value):
         return value if " " in value else re.sub(r"([0-9.])([a-zμ])", r"\1 \2", value, count=1)
     if unit in _WEIGHT_UNITS and re.fullmatch(r"[0-9.]+", value):
