@@ -9,11 +9,11 @@ from dagster import AssetSpec, load_asset_checks_from_modules, load_assets_from_
 
 from ace_neuro.params.table import STAGE_GUIDES
 
-from resources import FigureStore, JsonIOManager, ParquetIOManager, ZarrIOManager
+from resources import FigureStore, HtmlIOManager, JsonIOManager, ParquetIOManager, ZarrIOManager
 
-from . import cnmfe, export, ingest, motion, parameters, preprocess, signals
+from . import cnmfe, export, ingest, motion, parameters, preprocess, report, signals
 
-ASSET_MODULES = [parameters, ingest, preprocess, motion, cnmfe, signals, export]
+ASSET_MODULES = [parameters, ingest, preprocess, motion, cnmfe, signals, export, report]
 
 
 #: the guide in ``docs/`` that explains each asset (a parameter snapshot: its stage's guide)
@@ -74,4 +74,5 @@ def build_resources(project, storage_root: str) -> dict:
         "zarr_io": ZarrIOManager(base_path=root),
         "parquet_io": ParquetIOManager(base_path=root),
         "json_io": JsonIOManager(base_path=root),
+        "html_io": HtmlIOManager(base_path=root),
     }

@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from ace_neuro import storage
 from ace_neuro.movie import MovieAlias, MovieStream
 from ace_neuro.progress import ProgressMeter
+from ace_neuro.report import LineReport, write_report
 from ace_neuro.params import params_from_dict, params_to_dict
 from ace_neuro.stages.evaluation import Curation, curation_from_dict, curation_to_dict
 
@@ -138,3 +139,25 @@ class JsonIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext):
         path = _existing(self.path_for(context), context)
         return _from_json(json.loads(path.read_text()))
+
+
+class HtmlIOManager(ConfigurableIOManager):
+    """Self-contained HTML pages (a line's report): ``<root>/<asset>/<line>.html``, written atomically; loading
+    gives the file's path."""
+
+    base_path: str
+
+    def path_for(self, context) -> Path:
+        return _asset_path(self.base_path, context, ".html")
+
+    @reports_failures
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if not isinstance(obj, LineReport):
+            raise TypeError(f"HtmlIOManager stores LineReport pages; {context.asset_key} returned {type(obj).__name__}")
+        path = write_report(obj, self.path_for(context)).resolve()
+        context.add_output_metadata({"report": MetadataValue.url(path.as_uri()), "path": MetadataValue.path(str(path)),
+                                     "figures": obj.n_figures})
+
+    @reports_failures
+    def load_input(self, context: InputContext) -> Path:
+        return _existing(self.path_for(context), context)
