@@ -116,7 +116,7 @@ def test_unrecognised_folder_lists_what_was_looked_for(tmp_path):
 
 def test_reader_order_is_fixed_and_documented():
     from ace_neuro.readers import READERS
-    assert [r.format_name for r in READERS] == ["onix", "ucla_legacy_v3", "ucla_daq"]
+    assert [r.format_name for r in READERS] == ["onix", "ucla_legacy_v3", "ucla_daq", "nwb"]
 
 
 def test_nested_daq_session_found(tmp_path, truth, movie):

@@ -3,8 +3,9 @@
 pynwb is imported only when a file is written, so importing this package stays cheap.
 """
 from .nwb import (NwbContents, NwbExport, NwbInputError, NwbInspection, combined_parameters_hash, export_summary,
-                  inspect_nwb, write_nwb)
+                  inspect_nwb, write_nwb, write_recording_nwb)
 from .session import ImagingInfo, SessionInfo, SubjectInfo, session_info
 
 __all__ = ["ImagingInfo", "NwbContents", "NwbExport", "NwbInputError", "NwbInspection", "SessionInfo",
-           "SubjectInfo", "combined_parameters_hash", "export_summary", "inspect_nwb", "session_info", "write_nwb"]
+           "SubjectInfo", "combined_parameters_hash", "export_summary", "inspect_nwb", "session_info", "write_nwb",
+           "write_recording_nwb"]

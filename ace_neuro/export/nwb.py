@@ -530,6 +530,64 @@ def write_nwb(path: str | os.PathLike, session: SessionInfo, contents: NwbConten
                      parameters_hash=digest, missing_metadata=tuple(session.missing()))
 
 
+def write_recording_nwb(path: str | os.PathLike, frames, times, *, session_start_time, subject_id: str,
+                        device_type: str = "Miniscope", description: str = "miniscope recording",
+                        chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Path:
+    """Write a raw recording as an NWB acquisition file (a ``OnePhotonSeries``), atomically.
+
+    The file the NWB reader (:class:`ace_neuro.readers.nwb.NwbReader`) reads as a session: frames are
+    copied from ``frames`` (T, H, W), anything sliceable along frames, a few chunks at a time.
+
+    Parameters
+    ----------
+    path : path
+    frames : array-like, shape (T, H, W)
+    times : array, shape (T,)
+        Frame times, seconds; evenly spaced times are stored as a start time and rate.
+    session_start_time : datetime (timezone-aware)
+    subject_id : str
+    device_type, description : str
+    chunk_frames : int
+        Frames per HDF5 chunk.
+
+    Returns
+    -------
+    Path
+    """
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.file import Subject
+    from pynwb.ophys import OnePhotonSeries, OpticalChannel
+    from ndx_miniscope import Miniscope
+
+    from .chunks import MovieFrames
+    from .session import MINISCOPE_EMISSION_NM, MINISCOPE_EXCITATION_NM
+
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) != int(frames.shape[0]):
+        raise ValueError(f"{len(times)} frame times for {frames.shape[0]} frames")
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    nwb = NWBFile(session_description=description, identifier=str(uuid.uuid4()),
+                  session_start_time=session_start_time, subject=Subject(subject_id=subject_id))
+    device = Miniscope(name="Miniscope", description=f"UCLA Miniscope ({device_type})", deviceType=device_type,
+                       ROI=[int(frames.shape[1]), int(frames.shape[2])])
+    nwb.add_device(device)
+    plane = nwb.create_imaging_plane(
+        name="ImagingPlane", device=device, description="the sensor's frame", indicator="unknown",
+        location="unknown", excitation_lambda=MINISCOPE_EXCITATION_NM,
+        optical_channel=OpticalChannel(name="OpticalChannel", description="green emission",
+                                       emission_lambda=MINISCOPE_EMISSION_NM))
+    nwb.add_acquisition(OnePhotonSeries(
+        name="OnePhotonSeries", imaging_plane=plane, unit="n.a.", description=description,
+        data=_compressed(MovieFrames(frames, chunk_frames=chunk_frames)), **_timing(times)))
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")
+        with NWBHDF5IO(str(tmp), mode="w") as io:
+            io.write(nwb)
+    return path
+
+
 @dataclass(frozen=True)
 class NwbInspection:
     """nwbinspector's verdict on a file: message counts by importance, and the messages."""
@@ -568,4 +626,4 @@ def export_summary(result: NwbExport) -> dict:
 
 
 __all__ = ["DEFAULT_CHUNK_FRAMES", "NwbContents", "NwbExport", "NwbInputError", "NwbInspection",
-           "combined_parameters_hash", "export_summary", "inspect_nwb", "write_nwb"]
+           "combined_parameters_hash", "export_summary", "inspect_nwb", "write_nwb", "write_recording_nwb"]

@@ -220,6 +220,13 @@ def _start_time(recording_meta: Mapping[str, Any], date_text: str, where: str) -
     if isinstance(start, Mapping) and isinstance(start.get("msecSinceEpoch"), (int, float)):
         t = datetime.fromtimestamp(start["msecSinceEpoch"] / 1000.0, tz=timezone.utc) + timedelta(seconds=first)
         return t, "the DAQ session's recordingStartTime plus the first frame's timestamp"
+    if recording_meta.get("session_start_time"):  # an NWB recording's own start time
+        try:
+            t = datetime.fromisoformat(str(recording_meta["session_start_time"]))
+        except ValueError:
+            t = None
+        if t is not None and t.tzinfo is not None:
+            return t + timedelta(seconds=first), "the source NWB file's session_start_time plus the first frame's time"
     try:
         day = datetime.strptime(str(date_text).strip(), "%y%m%d")
     except ValueError:

@@ -5,6 +5,8 @@ Order (most specific first):
 1. :class:`~ace_neuro.readers.onix.OnixReader` - ``start-time_<n>_miniscope.csv``
 2. :class:`~ace_neuro.readers.ucla_legacy.UclaLegacyV3Reader` - ``msCam*.avi`` + ``timestamp.dat``
 3. :class:`~ace_neuro.readers.ucla_daq.UclaDaqReader` - a Miniscope device folder with ``timeStamps.csv``
+4. :class:`~ace_neuro.readers.nwb.NwbReader` - one ``.nwb`` file with an imaging series (last: a rig's own
+   files win over an NWB file exported beside them)
 
 To add a rig, write a :class:`~ace_neuro.readers.base.MiniscopeReader` subclass and
 insert it with :func:`register_reader` (see the README, "Adding a reader").
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Sequence
 
 from .base import MiniscopeReader, ReaderError
+from .nwb import NwbReader
 from .onix import OnixReader
 from .ucla_daq import UclaDaqReader
 from .ucla_legacy import UclaLegacyV3Reader
 
-READERS: list[type[MiniscopeReader]] = [OnixReader, UclaLegacyV3Reader, UclaDaqReader]
+READERS: list[type[MiniscopeReader]] = [OnixReader, UclaLegacyV3Reader, UclaDaqReader, NwbReader]
 
 
 def register_reader(reader: type[MiniscopeReader], *, before: type[MiniscopeReader] | None = None) -> None:
