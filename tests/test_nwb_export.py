@@ -269,3 +269,29 @@ def test_without_subject_columns_the_file_says_what_to_add(pieces, tmp_path):
     assert any("'age' column" in m for m in result.missing_metadata)
     with NWBHDF5IO(str(result.path), "r") as f:
         assert f.read().subject.sex == "U"
+
+
+class _CountingFrames:
+    """A stored movie that records the most frames asked for at once."""
+
+    def __init__(self, frames):
+        self.frames, self.shape, self.dtype, self.most = frames, frames.shape, frames.dtype, 0
+
+    def __getitem__(self, key):
+        block = np.asarray(self.frames[key])
+        self.most = max(self.most, block.shape[0] if block.ndim == 3 else 1)
+        return block
+
+
+def test_the_movie_is_copied_a_few_chunks_at_a_time(line, pieces, tmp_path):
+    _, root, _ = line
+    session, contents = pieces
+    import dataclasses
+
+    frames = _CountingFrames(_asset(root, "motion_corrected_movie", ".zarr").frames)
+    result = write_nwb(tmp_path / "4.nwb", session, dataclasses.replace(contents, movie=frames), chunk_frames=16)
+    assert result.movie_included and 0 < frames.most <= 4 * 16 < frames.shape[0]
+    with NWBHDF5IO(str(result.path), "r") as f:
+        data = f.read().processing["ophys"]["motion_corrected"].data
+        assert data.chunks[0] == 16
+        np.testing.assert_array_equal(data[:], frames.frames[:])
