@@ -30,11 +30,13 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ace_assets.demo --out $(DEMO_DIR)
 
+# `dagster dev` warns that `dg dev` supersedes it; dg is a separate CLI this project does not install,
+# so the warning is silenced rather than shown to someone who cannot act on it.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	ACE_PROJECT_PATH=$${ACE_PROJECT_PATH:-$(DEMO_DIR)/project} \
 	ACE_DATA_PATH=$${ACE_DATA_PATH:-$(DEMO_DIR)/data} \
 	ACE_STORAGE_ROOT=$${ACE_STORAGE_ROOT:-$(DEMO_DIR)/storage} \
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' $(VENV)/bin/dagster dev -w workspace.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

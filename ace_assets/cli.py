@@ -17,7 +17,6 @@ import argparse
 import logging
 import re
 import sys
-import warnings
 from typing import Any, Sequence
 
 from ace_neuro.errors import AceError, describe
@@ -113,8 +112,6 @@ def _configure_logging(quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger(FRONT_END_LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
-    # Dagster flags some of the APIs the assets use as beta; that is for developers, not for this terminal
-    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     logging.captureWarnings(True)
 
 

@@ -10,11 +10,9 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from dagster import BetaWarning, PreviewWarning
 
 from ace_neuro import storage
 from ace_neuro.project import save_crop_coords
@@ -101,6 +99,19 @@ def summarise(runs, demo, storage_root: Path) -> str:
     return "\n".join(lines)
 
 
+def run_notes(instance, runs) -> list[tuple[int, str]]:
+    """Each run's warnings, once per line (the run's log holds them with their step)."""
+    out = []
+    for run in runs:
+        seen = set()
+        for entry in instance.all_logs(run.run_id):
+            message = (entry.user_message or "").strip()
+            if entry.level >= logging.WARNING and message and not entry.dagster_event and message not in seen:
+                seen.add(message)
+                out.append((run.line_num, message))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="demo_project", help="folder for the synthetic project and outputs")
@@ -108,11 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=None, help="frame height and width in pixels")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # the assets use Dagster APIs it marks as beta (data versions on outputs): a note for developers, not
-    # for the person running the demo
-    warnings.filterwarnings("ignore", category=BetaWarning)
-    warnings.filterwarnings("ignore", category=PreviewWarning)
+    # each warning is printed once, per line, after the runs (below): not twice while they run
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out).resolve()
     t0 = time.perf_counter()
     kwargs = {}
@@ -131,9 +139,13 @@ def main(argv=None) -> int:
           f"(Dagster instance: {os.environ.get('DAGSTER_HOME', 'temporary')}) ...", flush=True)
     runs = materialize_lines(sorted(demo.formats), project_path=str(demo.project_path),
                              data_path=str(demo.data_path), storage_root=str(storage_root), instance=instance,
-                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+                             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     print()
     print(summarise(runs, demo, storage_root))
+    notes = run_notes(instance, runs)
+    if notes:
+        print("\nwhat the runs noted (also in each run's log in the UI):")
+        print("\n".join(f"  line {line}: {message}" for line, message in notes))
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. `make ui` shows these runs in the Dagster UI.")
     return 0 if all(r.success for r in runs) else 1
 
