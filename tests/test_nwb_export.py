@@ -295,3 +295,20 @@ def test_the_movie_is_copied_a_few_chunks_at_a_time(line, pieces, tmp_path):
         data = f.read().processing["ophys"]["motion_corrected"].data
         assert data.chunks[0] == 16
         np.testing.assert_array_equal(data[:], frames.frames[:])
+
+
+def test_a_line_without_components_still_gets_a_clean_file(pieces, tmp_path):
+    session, contents = pieces
+    import dataclasses
+
+    est = contents.cnmfe
+    none = dataclasses.replace(est, A=est.A[:, :0], C=est.C[:0], S=est.S[:0], YrA=est.YrA[:0], sn=est.sn[:0],
+                               baseline=est.baseline[:0], g=est.g[:0])
+    result = write_nwb(tmp_path / "5.nwb", session,
+                       dataclasses.replace(contents, cnmfe=none, components=contents.components.iloc[:0]))
+    assert (result.n_components, result.n_accepted, result.n_events) == (0, 0, 0)
+    with NWBHDF5IO(str(result.path), "r") as f:
+        ophys = f.read().processing["ophys"]
+        assert "ImageSegmentation" not in ophys.data_interfaces and "Fluorescence" not in ophys.data_interfaces
+    bad = [m for m in inspect_nwb(result.path).messages if m.startswith(("CRITICAL", "BEST_PRACTICE_VIOLATION"))]
+    assert bad == []
