@@ -10,6 +10,8 @@
 - ``accepted_components``: one row per component with SNR, r-value, accepted and why, with the
   line's manual curation applied on top.
 """
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from dagster import (AssetCheckResult, AssetExecutionContext, AssetIn, DataVersion, MetadataValue, Output, asset)
@@ -129,6 +131,8 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
                     motion_corrected_movie: Movie, cnmfe_parameters: CnmfeParams,
                     engine_parameters: EngineParams) -> CnmfeResult:
     p = cnmfe_parameters
+    if not p.enabled:
+        return _switched_off(context, motion_corrected_movie, p)
     engine = get_engine(engine_parameters.name)
     meter = ProgressMeter("cnmfe_estimates", motion_corrected_movie.n_frames, context.log.info)
     last = {"stage": None}
@@ -155,6 +159,17 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
         "preview": figures.preview(context, "preview", plot_contours(result)),
         **params_metadata(p, params_hash(p)),
     })
+    return result
+
+
+def _switched_off(context: AssetExecutionContext, movie: Movie, p: CnmfeParams) -> CnmfeResult:
+    """run_CNMFE = FALSE: no source extraction; the components, events and per-component phases are empty."""
+    why = "run_CNMFE is FALSE: CNMF-E did not run, so the line has no components (and no events)"
+    context.log.info(why)
+    result = CnmfeResult.no_components(tuple(movie.frames.shape[1:]), movie.n_frames, movie.frame_rate,
+                                       {**dataclasses.asdict(p), "notes": [why]})
+    context.add_output_metadata({"components": 0, "frames": int(movie.n_frames), "skipped": why,
+                                 **params_metadata(p, params_hash(p))})
     return result
 
 
@@ -206,8 +221,11 @@ def accepted_components(context: AssetExecutionContext, figures: FigureStore, cn
 
 
 
-@line_check(asset=accepted_components, description="At least one component is accepted.")
-def at_least_one_accepted(accepted_components: pd.DataFrame) -> AssetCheckResult:
+@line_check(asset=accepted_components, additional_ins={"cnmfe_parameters": AssetIn()},
+            description="At least one component is accepted (unless run_CNMFE is FALSE).")
+def at_least_one_accepted(accepted_components: pd.DataFrame, cnmfe_parameters: CnmfeParams) -> AssetCheckResult:
+    if not cnmfe_parameters.enabled:
+        return AssetCheckResult(passed=True, metadata={"skipped": "run_CNMFE is FALSE"})
     n = int(accepted_components["accepted"].sum()) if len(accepted_components) else 0
     return AssetCheckResult(passed=n > 0, metadata={"n_accepted": n})
 

@@ -75,7 +75,7 @@ def calcium_events(context: AssetExecutionContext, figures: FigureStore, cnmfe_e
     if len(ids):
         figs["preview"] = figures.preview(
             context, "preview", plot_event_raster(est.C[ids], events, times=times, component_ids=ids))
-    if len(events):
+    if len(events) and "phase_rad" in events:  # no phases when compute_miniscope_phase is FALSE
         figs["phase_histogram"] = figures.preview(context, "phase_histogram", plot_event_phase_histogram(events))
     context.add_output_metadata({
         "n_events": len(events), "components": len(ids),

@@ -73,3 +73,24 @@ def test_every_check_result_belongs_to_its_line(run):
 def test_graph_has_every_stage_of_the_spec():
     keys = {k.to_user_string() for a in all_assets() for k in a.keys}
     assert set(STAGES) <= keys
+
+
+def test_switched_off_stages_leave_empty_tables_not_a_crash(tmp_path):
+    """run_CNMFE = FALSE and compute_miniscope_phase = FALSE: CNMF-E does not run (it used to run anyway), the
+    components and events are empty, every check passes or says it skipped, and the report still renders."""
+    demo = write_demo_project(tmp_path, lines=(96,), height=64, width=64, n_frames=300)
+    instance = DagsterInstance.ephemeral()
+    [line_run] = materialize_lines([96], project_path=str(demo.project_path), data_path=str(demo.data_path),
+                                   storage_root=str(tmp_path / "storage"), instance=instance,
+                                   overrides={"run_CNMFE": False, "compute_miniscope_phase": False},
+                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    assert line_run.success, line_run.error
+    est = line_run.metadata["cnmfe_estimates"]
+    assert est["components"] == 0 and "run_CNMFE is FALSE" in est["skipped"]
+    assert line_run.metadata["accepted_components"]["n_components"] == 0
+    assert line_run.metadata["calcium_events"]["n_events"] == 0
+    failed = [e.dagster_event.event_specific_data.check_name for e in instance.all_logs(line_run.run_id)
+              if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+              and not e.dagster_event.event_specific_data.passed]
+    assert failed == []
+    assert line_run.metadata["line_report"]["figures"] > 0

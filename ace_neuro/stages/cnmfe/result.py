@@ -75,6 +75,20 @@ class CnmfeResult:
     frame_rate: float
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def no_components(cls, dims: tuple[int, int], n_frames: int, frame_rate: float,
+                      params: Mapping[str, Any]) -> "CnmfeResult":
+        """A result with no components (CNMF-E switched off): every table below it is empty, not missing."""
+        H, W = (int(v) for v in dims)
+        T = int(n_frames)
+        empty = np.zeros((0, T), np.float32)
+        return cls(A=sp.csc_matrix((H * W, 0), dtype=np.float32), C=empty, S=empty.copy(), YrA=empty.copy(),
+                   sn=np.zeros(0), baseline=np.zeros(0), g=np.zeros((0, 2)), b0=np.zeros((H, W), np.float32),
+                   W=sp.csr_matrix((1, 1), dtype=np.float32), ring_coef=np.zeros((1, 1, 1), np.float32),
+                   ring_radius=0, ssub_B=1, n_harmonics=0, corr=np.zeros((H, W), np.float32),
+                   pnr=np.zeros((H, W), np.float32), seeds=np.zeros((0, 2)), dims=(H, W),
+                   frame_rate=float(frame_rate), params=dict(params))
+
     @property
     def n_components(self) -> int:
         return int(self.A.shape[1])
