@@ -44,7 +44,8 @@ class DetrendParams(StageParams):
     STAGE = "detrend"
     method: str | None = param(None, csv="detrend_method",
                                kind=Choice((None, "median", "linear"), aliases=((False, None),)),
-                               help="remove slow drift per pixel before dF/F; empty or FALSE: no detrending")
+                               help="remove slow drift before dF/F (median: one offset per frame; linear: a line "
+                                    "per pixel); empty or FALSE: no detrending")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class MotionParams(StageParams):
     max_shifts: tuple[int, int] = param((15, 15), csv="max_shifts", kind=Pair(), help="largest rigid shift (y, x), px")
     gSig_filt: tuple[int, int] | None = param(
         (7, 7), csv="gSig_filt", kind=Pair(lo=1, off=False),
-        help="high-pass scale for registration (about a soma radius), px; FALSE: no filter")
+        help="high-pass scale for registration, px: about a neuron's half-width as the movie shows it "
+             "(1-photon blur makes it wider than the soma); FALSE: no filter")
     strides: tuple[int, int] = param((48, 48), csv="strides", kind=Pair(lo=1), help="patch spacing (pw-rigid), px")
     overlaps: tuple[int, int] = param((24, 24), csv="overlaps", kind=Pair(), help="patch overlap (pw-rigid), px")
     max_deviation_rigid: int = param(7, csv="max_deviation_rigid", kind=_INT_GE0,
@@ -80,9 +82,12 @@ class MotionParams(StageParams):
                                                                   aliases=((True, "nan"), (False, "zero"))),
                             help="fill of the borders uncovered by a shift")
     shifts_opencv: bool = param(True, csv="shifts_opencv", kind=Bool(), help="warp with OpenCV (else SciPy)")
-    niter_rig: int = param(1, csv="niter_rig", kind=_INT_GE1, help="rigid passes (template refined between)")
+    niter_rig: int = param(1, csv="niter_rig", kind=_INT_GE1,
+                           help="template refinements: the template is re-estimated niter_rig + 1 times on a "
+                                "frame sample, then the movie is corrected once")
     upsample_factor_grid: int = param(4, csv="upsample_factor_grid", kind=_INT_GE1,
-                                      help="shift-field smoothing between patches")
+                                      help="CaImAn's patch-grid upsampling; no effect here: the native engine "
+                                           "interpolates the patch shifts to every pixel")
     use_suggested: bool = _use_suggested()
 
     def check_together(self) -> None:
@@ -106,7 +111,9 @@ class CnmfeParams(StageParams):
         ("corr_pnr",), why="the only 1-photon initialisation implemented"), help="seed initialisation")
     K: int | None = param(None, csv="K", kind=Number(integer=True, lo=1, none_ok=True),
                           help="most components per patch; empty: no cap")
-    gSig: tuple[int, int] = param((3, 3), csv="gSig", kind=Pair(lo=1), help="soma radius (Gaussian sigma), px")
+    gSig: tuple[int, int] = param((3, 3), csv="gSig", kind=Pair(lo=1),
+                                  help="neuron half-width (Gaussian sigma) as the movie shows it, px; on "
+                                       "1-photon usually wider than the soma radius (see the parameter advice)")
     gSiz: tuple[int, int] = param((13, 13), csv="gSiz", kind=Pair(lo=1), help="largest neuron diameter, px",
                                   derive=_gsiz_from_gsig, derive_text="4*gSig+1")
     min_corr: float = param(0.8, csv="min_corr", kind=_FRACTION, help="seed: least local correlation")
@@ -121,7 +128,7 @@ class CnmfeParams(StageParams):
     ssub_B: int = param(2, csv="ssub_B", kind=_INT_GE1, help="spatial downsampling of the ring background")
     rf: int | None = param(40, csv="rf", kind=Number(integer=True, lo=1, none_ok=True), empty_is_value=True,
                            help="patch half-size, px; an empty cell: the whole field in one patch")
-    stride: int = param(20, csv="stride", kind=_INT_GE0, help="patch overlap, px")
+    stride: int = param(20, csv="stride", kind=_INT_GE0, help="patch overlap: consecutive patches share stride + 1 px")
     p: int = param(1, csv="p", kind=Number(integer=True, lo=0, hi=2), help="AR order of the calcium dynamics")
     decay_time: float = param(0.4, csv="decay_time", kind=_POSITIVE, help="indicator decay, s")
     merge_thr: float = param(0.7, csv="merge_thr", kind=_FRACTION,
@@ -197,7 +204,7 @@ class FilterParams(StageParams):
 
 @dataclass(frozen=True)
 class SpectrogramParams(StageParams):
-    """Multitaper spectrograms of the traces."""
+    """Multitaper spectrograms of the cropped field's mean fluorescence."""
 
     STAGE = "spectrogram"
     enabled: bool = param(True, csv="compute_miniscope_spectrogram", kind=Bool(), help="compute spectrograms")
