@@ -1,7 +1,5 @@
 """nwb_file: one line through the whole graph into NWB, read back with pynwb and compared with every asset it came
 from; nwbinspector finds no critical issue and no best-practice violation; the write is atomic."""
-import csv
-import io
 import os
 
 import numpy as np
@@ -26,27 +24,11 @@ CROP = (4, 60, 68, 6)  # x0, y0, x1, y1, origin bottom-left: rows 4..57, columns
 OVERRIDES = {"nwb_include_movie": True, "pw_rigid": True, "strides": (24, 24), "overlaps": (8, 8)}
 
 
-def _add_subject_columns(experiments_csv):
-    """The lab's CSV with the columns DANDI needs (species, sex, age), as a lab would add them."""
-    text = experiments_csv.read_text()
-    rows = list(csv.reader(io.StringIO(text)))
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
-    for i, row in enumerate(rows):
-        if not any(row):
-            w.writerow(row)
-            continue
-        w.writerow(row + (["species", "sex", "age (days)"] if i == 0 else
-                          ["species", "M/F", "days"] if not row[0].strip().isdigit() else ["rat", "F", "90"]))
-    experiments_csv.write_text(out.getvalue(), newline="")
-
-
 @pytest.fixture(scope="module")
 def line(tmp_path_factory):
     out = tmp_path_factory.mktemp("nwb")
     demo = write_demo_project(out, lines={LINE: "ucla_v4_grey_dropped"}, height=64, width=72, n_frames=300,
                               frames_per_file=100, crop_coords={LINE: CROP})
-    _add_subject_columns(demo.experiments_csv)
     root = out / "storage"
     [run] = materialize_lines([LINE], project_path=str(demo.project_path), data_path=str(demo.data_path),
                               storage_root=str(root), instance=DagsterInstance.ephemeral(), overrides=OVERRIDES,
@@ -174,7 +156,9 @@ def test_the_movie_option_writes_the_motion_corrected_movie_compressed(line, nwb
 
 def test_metadata_of_the_subject_session_device_and_parameters(line, nwb):
     run, root, demo = line
-    assert nwb.subject.species == "Rattus norvegicus" and nwb.subject.sex == "F" and nwb.subject.age == "P90D"
+    # the demo's experiments.csv has the columns DANDI needs: species, sex, age (days)
+    assert nwb.subject.species == "Rattus norvegicus" and nwb.subject.sex == ("M" if LINE % 2 else "F")
+    assert nwb.subject.age == f"P{80 + LINE % 7}D"
     assert nwb.subject.subject_id == "R230706B" and nwb.subject.weight.endswith(" kg")
     assert nwb.session_id == str(LINE)
     device = nwb.devices["Miniscope"]

@@ -390,7 +390,8 @@ def test_demo_project_writes_lab_style_csvs_sessions_and_truth(tmp_path):
     lines = (demo.project_path / "experiments.csv").read_text().splitlines()
     rows = list(csv.reader(lines))
     assert rows[0] == ["line number", "id", "date (YYMMDD)", "calcium imaging directory", "Box Calcium Folder ID",
-                       "ephys directory", "rat weight (kg)", "systemic drug", "comments"]
+                       "ephys directory", "rat weight (kg)", "species", "sex", "age (days)",
+                       "systemic drug", "comments"]
     assert not rows[1][0].isdigit()  # documentation row
     assert all(not any(r) for r in rows[-3:])  # empty trailing rows
     by_line = {int(r[0]): r for r in rows[2:] if r[0].isdigit()}

@@ -42,7 +42,8 @@ DEMO_FORMATS = ("ucla_v4_ffv1", "ucla_v4_grey_dropped", "ucla_v3_legacy", "onix"
 DEMO_LINES: Mapping[int, str] = {96: "ucla_v4_ffv1", 97: "ucla_v4_grey_dropped", 98: "ucla_v3_legacy", 99: "onix"}
 
 EXPERIMENT_COLUMNS = ("line number", "id", "date (YYMMDD)", "calcium imaging directory", "Box Calcium Folder ID",
-                      "ephys directory", "rat weight (kg)", "systemic drug", "comments")
+                      "ephys directory", "rat weight (kg)", "species", "sex", "age (days)", "systemic drug",
+                      "comments")
 PARAMETER_COLUMNS = ("line number", "id", "crop_coords", "detrend_method", "df_over_f", "apply_motion_correction",
                      "pw_rigid", "max_shifts", "gSig_filt", "strides", "overlaps", "max_deviation_rigid",
                      "border_nan", "gSig", "gSiz", "min_corr", "min_pnr", "ring_size_factor", "p", "decay_time",
@@ -294,6 +295,7 @@ def write_demo_project(out_dir: str | Path, *, lines: Sequence[int] | Mapping[in
             "Box Calcium Folder ID": str(210000000000 + line_num) if line_num % 2 == 0 else "NA",
             "ephys directory": "NA" if recipe["writer"] == "onix" else text.replace(recipe["leaf"], "ephys"),
             "rat weight (kg)": f"{0.35 + 0.01 * (line_num % 10):.2f}",
+            "species": "Rattus norvegicus", "sex": "M" if line_num % 2 else "F", "age (days)": str(80 + line_num % 7),
             "systemic drug": "None" if line_num % 2 else "saline 1 ml/kg i.p.",
             "comments": f"synthetic {kind} session, {cfg.n_frames} frames at {cfg.frame_rate:g} fps; "
                         f"truth in ground_truth/{line_num}.npz",
@@ -305,7 +307,8 @@ def write_demo_project(out_dir: str | Path, *, lines: Sequence[int] | Mapping[in
     doc_row = {"line number": "line number (int)", "id": "subject id", "date (YYMMDD)": "YYMMDD",
                "calcium imaging directory": "session folder relative to the data path",
                "Box Calcium Folder ID": "Box folder id", "ephys directory": "relative to the data path",
-               "rat weight (kg)": "kg", "systemic drug": "drug, dose, route", "comments": "free text"}
+               "rat weight (kg)": "kg", "species": "Latin name", "sex": "M, F, U or O", "age (days)": "days",
+               "systemic drug": "drug, dose, route", "comments": "free text"}
     _write_text_atomic(project_path / "experiments.csv",
                        _csv_text(EXPERIMENT_COLUMNS, [doc_row] + experiments, trailing_empty=3))
     _write_text_atomic(project_path / "analysis_parameters.csv",
