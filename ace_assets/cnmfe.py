@@ -227,7 +227,10 @@ def at_least_one_accepted(accepted_components: pd.DataFrame, cnmfe_parameters: C
     if not cnmfe_parameters.enabled:
         return AssetCheckResult(passed=True, metadata={"skipped": "run_CNMFE is FALSE"})
     n = int(accepted_components["accepted"].sum()) if len(accepted_components) else 0
-    return AssetCheckResult(passed=n > 0, metadata={"n_accepted": n})
+    why = None if n else (f"none of the {len(accepted_components)} components passed min_SNR and rval_thr: see "
+                          "rejected_because on accepted_components, then lower the thresholds or check the "
+                          "CNMF-E parameters (cnmfe_summary_images)")
+    return AssetCheckResult(passed=n > 0, description=why, metadata={"n_accepted": n})
 
 
 @line_check(asset=cnmfe_estimates, description="No NaN or inf in A, C, S.", blocking=True)

@@ -105,7 +105,7 @@ def run_notes(instance, runs) -> list[tuple[int, str]]:
     for run in runs:
         seen = set()
         for entry in instance.all_logs(run.run_id):
-            message = (entry.user_message or "").strip()
+            message = (entry.user_message or "").strip().removeprefix(f"line {run.line_num}: ")
             if entry.level >= logging.WARNING and message and not entry.dagster_event and message not in seen:
                 seen.add(message)
                 out.append((run.line_num, message))

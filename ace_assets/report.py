@@ -118,7 +118,7 @@ def _components_section(est: CnmfeResult, table: pd.DataFrame, events: pd.DataFr
         listing[col] = listing[col].round(1)
     for col in ("snr", "r_value"):
         listing[col] = listing[col].astype(float).round(3)
-    size = 8.0 if est.n_components <= 150 else 12.0
+    size = 9.0 if est.n_components <= 150 else 13.0
     findings = [(k, _value_text(meta[k])) for k in ("n_accepted", "n_rejected", "snr_quartiles_accepted",
                                                     "r_value_quartiles_accepted", "manually_rejected",
                                                     "manually_restored") if k in meta]
@@ -126,7 +126,7 @@ def _components_section(est: CnmfeResult, table: pd.DataFrame, events: pd.DataFr
     if meta.get("rejected_because"):
         items.append(Text("rejected because", str(meta["rejected_because"])))
     items += [
-        Figure("contours with ids", figure_png(plot_contours(est, table, size_in=size)),
+        Figure("contours with ids", figure_png(plot_contours(est, table, size_in=size, dpi=110)),
                "Accepted components in green, rejected in red, on the correlation image; the number is the "
                "component id used in every table and in the events."),
         Figure("traces", figure_png(plot_traces(est, table, n=REPORT_TRACES)),

@@ -106,18 +106,19 @@ def _footprint_box(result, k: int):
 
 
 def plot_contours(result, table: pd.DataFrame | None = None, *, background: np.ndarray | None = None,
-                  level: float = 0.5, label: bool = True, size_in: float = 6.0) -> Figure:
+                  level: float = 0.5, label: bool = True, size_in: float = 6.0, dpi: int = 80) -> Figure:
     """Contours (at ``level`` of each footprint's max) on the correlation image, labelled with their ids.
 
     With ``table`` (after evaluation), accepted components are green and rejected red; without it
     every component found is drawn in yellow, before any evaluation.
     """
-    fig = new_figure(size_in, size_in)
+    fig = new_figure(size_in, size_in, dpi=dpi)
     ax = fig.subplots()
     bg = result.corr if background is None else background
     _image(ax, bg, "components", vmin=float(np.nanmin(bg)), vmax=float(np.nanmax(bg)) if np.isfinite(bg).any() else 1)
     evaluated = table is not None
-    label_size = 6 if result.n_components <= 100 else 5 if result.n_components <= 300 else 4
+    # ids stay legible: about 8 px high whatever the figure's size and resolution
+    label_size = max(4.0, min(8.0, 8.0 * 72 / dpi * (1.0 if result.n_components <= 150 else 0.8)))
     accepted = np.ones(result.n_components, bool)
     if evaluated and len(table):
         accepted = np.zeros(result.n_components, bool)
