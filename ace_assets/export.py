@@ -1,4 +1,4 @@
-"""``nwb_file``: the line's results as one NWB file, ``<storage root>/nwb/<line>.nwb``.
+"""``nwb_file``: the line's results as one NWB file, ``<storage root>/nwb_file/<line>.nwb``.
 
 The asset writes the file itself (atomically, see :func:`ace_neuro.export.write_nwb`) and returns a
 ``MaterializeResult``: nothing downstream loads it, so no IO manager stores a second copy; the path is
@@ -26,7 +26,7 @@ from .metadata import jsonable, params_metadata
 from .parameters import PARAMETER_ASSETS
 from .partitions import lines_partitions
 
-NWB_FOLDER = "nwb"
+NWB_FOLDER = "nwb_file"  # <storage root>/<asset>/<line>.<ext>, like every asset
 
 
 def nwb_path(storage_root: str | Path, line: str | int) -> Path:
@@ -50,7 +50,7 @@ def _motion(movie: Movie, params):
        ins={"raw_movie": AssetIn(), "frame_times": AssetIn(), "motion_corrected_movie": AssetIn(),
             "cnmfe_estimates": AssetIn(), "accepted_components": AssetIn(), "calcium_events": AssetIn(),
             **{name: AssetIn() for name in PARAMETER_ASSETS}},
-       description="The line's results as one NWB file (<storage root>/nwb/<line>.nwb): subject, session and "
+       description="The line's results as one NWB file (<storage root>/nwb_file/<line>.nwb): subject, session and "
                    "Miniscope metadata, every component (accepted and rejected) with image masks on the raw frame, "
                    "C / C + YrA / S traces on the recording's timestamps, dropped-frame gaps, motion shifts, calcium "
                    "events, the parameters and their hashes; the motion-corrected movie with nwb_include_movie.")

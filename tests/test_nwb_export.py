@@ -53,7 +53,7 @@ def _asset(root, name, suffix):
 def test_the_file_is_where_the_layout_says_and_nothing_half_written_is_left(line):
     run, root, _ = line
     path = nwb_path(root, LINE)
-    assert path == root / "nwb" / f"{LINE}.nwb" and path.is_file()
+    assert path == root / "nwb_file" / f"{LINE}.nwb" and path.is_file()
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary beside it
     meta = run.metadata["nwb_file"]
     assert meta["path"] == str(path) and meta["movie_included"] is True and meta["motion_included"] is True
