@@ -2,18 +2,21 @@
 
 ``native`` (default) is this project's NumPy/SciPy/OpenCV implementation: it installs
 with pip and is the one the tests and benchmarks hold to accuracy and speed targets.
-``caiman`` is reserved for CaImAn, which users install with conda (it is not on PyPI;
-the PyPI package of that name is an unrelated project). Both must return the same
-result types (:class:`~ace_neuro.movie.MovieStream` with motion extras, and
-:class:`~ace_neuro.stages.cnmfe.CnmfeResult`), so everything downstream is engine-blind.
+``caiman`` runs CaImAn, which users install with conda in an environment of its own (it is
+not on PyPI; the PyPI package of that name is an unrelated project): the environment
+variable ``ACE_CAIMAN_PYTHON`` names that environment's Python, and
+:mod:`~ace_neuro.engines.caiman_engine` runs CaImAn there (see :mod:`~ace_neuro.engines.caiman_runner`).
+Both return the same result types (:class:`~ace_neuro.movie.MovieStream` with motion extras,
+and :class:`~ace_neuro.stages.cnmfe.CnmfeResult`), so everything downstream is engine-blind.
 """
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
 
 ENGINES = ("native", "caiman")
 
@@ -29,7 +32,9 @@ class Engine:
     name: str
     version: str
     correct_motion: Callable  # (frames, MotionParams, *, times, frame_rate) -> MovieStream
-    run_cnmfe: Callable  # (frames, CnmfeParams, *, frame_rate) -> CnmfeResult
+    run_cnmfe: Callable  # (frames, CnmfeParams, *, frame_rate, progress) -> CnmfeResult
+    #: the Python that runs the engine's code (this one for native, CaImAn's for caiman)
+    interpreter: str = sys.executable
 
 
 def caiman_available() -> bool:
@@ -43,19 +48,15 @@ def caiman_available() -> bool:
 def get_engine(name: str = "native") -> Engine:
     """The engine called ``name`` ('native' or 'caiman')."""
     if name == "native":
-        from . import __version__
-        from .stages.cnmfe import run_cnmfe
-        from .stages.motion import correct_motion
+        from .. import __version__
+        from ..stages.cnmfe import run_cnmfe
+        from ..stages.motion import correct_motion
 
         return Engine("native", __version__, correct_motion, run_cnmfe)
     if name == "caiman":
-        if not caiman_available():
-            raise EngineUnavailableError(
-                "engine = 'caiman' but CaImAn is not importable in this environment. Install it with conda "
-                "(conda install -c conda-forge caiman; note CaImAn 1.12 does not work with SciPy 1.17), or set "
-                "engine to 'native' (or leave the cell empty). Do not `pip install caiman`: that PyPI package "
-                "is an unrelated MicroPython tool.")
-        raise EngineUnavailableError(
-            "engine = 'caiman': CaImAn is importable, but this release ships no CaImAn adapter yet; "
-            "use engine = 'native'.")
+        from .caiman_engine import CaimanEngine, engine_interpreter
+
+        python, version = engine_interpreter()  # the one environment error when it does not work
+        engine = CaimanEngine(python, version)
+        return Engine("caiman", version, engine.correct_motion, engine.run_cnmfe, interpreter=python)
     raise EngineUnavailableError(f"engine = {name!r}: expected one of {ENGINES}")
