@@ -13,7 +13,7 @@ FIXTURE_TMP := bench/results/minisim_fixture_tmp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DEMO_DIR ?= $(CURDIR)/demo_project
 
-.PHONY: install demo ui test test-slow bench bench-realistic minisim-fixture clean
+.PHONY: install demo ui test test-slow bench bench-hour bench-realistic minisim-fixture clean
 
 install: $(STAMP)
 
@@ -44,8 +44,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+bench: $(STAMP) $(MINISIM_STAMP)
 	$(PY) -m bench.run_all
+
+# one hour of the whole V4 sensor (72,000 frames of 608x608) through the lab's CLI; hours, and ~120 GiB of disk
+bench-hour: $(STAMP) $(MINISIM_STAMP)
+	$(PY) -m bench.bench_end_to_end --hour
 
 $(MINISIM_STAMP):
 	$(PYTHON) -m venv $(MINISIM_VENV)

@@ -129,6 +129,9 @@ CATALOGUE: tuple[Recording, ...] = (
               motion_um=0.0, seed=109, default=False),
     Recording("ca1_608_10min_vessels_motion_bleach", "miniscope_v4", "ca1", 608, 608, 600.0, 20.0,
               vessels=True, bleaching=True, motion_um=10.0, seed=108, default=False),
+    # `make bench-hour`: the whole V4 sensor for an hour at 20 fps (72,000 frames), piecewise-rigid motion
+    Recording("cortex_608_60min_motion", "miniscope_v4", "cortex_l23", 608, 608, 3600.0, 20.0, vessels=False,
+              bleaching=False, motion_um=10.0, seed=110, default=False),
 )
 
 #: The regression test's recording (``make minisim-fixture`` -> ``tests/data/minisim_small``): small enough
