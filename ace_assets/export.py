@@ -3,9 +3,14 @@
 The asset writes the file itself (atomically, see :func:`ace_neuro.export.write_nwb`) and returns a
 ``MaterializeResult``: nothing downstream loads it, so no IO manager stores a second copy; the path is
 in the metadata and fixed by the layout.
+
+Under a URL storage root (``s3://...``) the file is written in a local temporary folder (HDF5 needs a
+local file), inspected there, then uploaded as a version with its marker (see :mod:`ace_neuro.storage`).
 """
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +18,7 @@ from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataV
 
 from ace_neuro.export import NwbContents, inspect_nwb, session_info, write_nwb
 from ace_neuro.movie import Movie
+from ace_neuro import storage
 from ace_neuro.params import params_hash
 from ace_neuro.readers import open_recording
 from ace_neuro.stages.cnmfe import CnmfeResult
@@ -29,9 +35,9 @@ from .partitions import lines_partitions
 NWB_FOLDER = "nwb_file"  # <storage root>/<asset>/<line>.<ext>, like every asset
 
 
-def nwb_path(storage_root: str | Path, line: str | int) -> Path:
-    """Where a line's NWB file lives under a storage root."""
-    return Path(storage_root) / NWB_FOLDER / f"{line}.nwb"
+def nwb_path(storage_root: str | Path, line: str | int) -> Path | str:
+    """Where a line's NWB file lives under a storage root (a URL under a URL root)."""
+    return storage.join(storage_root, NWB_FOLDER, f"{line}.nwb")
 
 
 def _crop_box(crop, frame_shape: tuple[int, int]) -> CropBox:
@@ -77,10 +83,17 @@ def nwb_file(context: AssetExecutionContext, figures: FigureStore, project: Proj
         notes={"engine": params["engine"].name,
                "CNMF-E parameters used": json.dumps(jsonable(dict(cnmfe_estimates.params)), default=str)},
     )
-    result = write_nwb(nwb_path(figures.base_path, line), session, contents)
+    target = nwb_path(figures.base_path, line)
+    if isinstance(target, str):
+        with tempfile.TemporaryDirectory(prefix="ace-nwb-") as tmp:
+            result = write_nwb(Path(tmp) / f"{line}.nwb", session, contents)
+            inspection = inspect_nwb(result.path)
+            result = replace(result, path=storage.publish_file(result.path, target))
+    else:
+        result = write_nwb(target, session, contents)
+        inspection = inspect_nwb(result.path)
     for gap in result.missing_metadata:
         context.log.warning(f"line {line}: the NWB file lacks the {gap}")
-    inspection = inspect_nwb(result.path)
     verdict = ("nwbinspector not installed (pip install nwbinspector)" if inspection is None else
                ("clean (no critical issue, no best-practice violation)" if inspection.clean else "issues found"))
     return MaterializeResult(metadata={

@@ -13,12 +13,21 @@ demo) first claims the line:
 A second claim is refused with :class:`LineBusyError`, which names the holder. Runs launched by
 the daemon are kept to one per line by ``tag_concurrency_limits`` on ``dagster/partition`` in
 dagster.yaml: a second one waits in the queue.
+
+Under a URL storage root (``s3://...``) the lock file is kept on this machine, in
+``$ACE_LOCK_DIR`` (default ``<temporary folder>/ace-neuro-locks``) under a folder named by a hash
+of the root's URL: object stores have no exclusive create that every backend honours, and a lock
+object that a killed run left could not be told from a live one. So two processes of one machine
+still exclude each other, but two machines sharing an object-store root are kept apart only by
+the Dagster instance they share (the check above and the daemon's limits), not by the lock.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import tempfile
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,9 +37,11 @@ from typing import Iterator
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ace_neuro.errors import EnvironmentProblem
-from ace_neuro.storage import process_alive
+from ace_neuro.storage import is_url, local_path, process_alive
 
 LOCK_DIR = ".locks"
+#: where the locks of URL storage roots are kept on this machine (default: the temporary folder)
+LOCK_DIR_ENV = "ACE_LOCK_DIR"
 #: a lock file that cannot be read (or names another machine) counts as stale after this long
 FOREIGN_LOCK_MAX_AGE_S = 24 * 3600.0
 _UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -44,7 +55,12 @@ class LineBusyError(EnvironmentProblem):
 
 
 def lock_path(storage_root: str | os.PathLike, line: int | str) -> Path:
-    return Path(storage_root) / LOCK_DIR / f"{line}.lock"
+    """``<storage root>/.locks/<line>.lock``; for a URL root a local file (see the module's notes)."""
+    if is_url(storage_root):
+        base = Path(os.environ.get(LOCK_DIR_ENV, "").strip() or Path(tempfile.gettempdir()) / "ace-neuro-locks")
+        root = str(storage_root).rstrip("/")
+        return base / hashlib.sha256(root.encode()).hexdigest()[:16] / f"{line}.lock"
+    return local_path(storage_root) / LOCK_DIR / f"{line}.lock"
 
 
 def _owner_text(owner: dict) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from .storage import atomic_path
+from .storage import Location, as_location, atomic_path, write_bytes
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,12 @@ def render_report(report: LineReport) -> str:
             f"{body}\n</body>\n</html>\n")
 
 
-def write_report(report: LineReport, path: str | os.PathLike) -> Path:
-    """Write the report to ``path`` atomically (a reader never sees half a page); returns the path."""
-    path = Path(path)
+def write_report(report: LineReport, path: Location) -> Path | str:
+    """Write the report to ``path`` (a local path or a URL) atomically (a reader never sees half a page);
+    returns the path."""
+    path = as_location(path)
+    if isinstance(path, str):  # an object store: a version and its marker (see ace_neuro.storage)
+        return write_bytes(render_report(report).encode("utf-8"), path)
     with atomic_path(path) as tmp:
         tmp.write_text(render_report(report), encoding="utf-8")
     return path

@@ -1,7 +1,9 @@
 """Zarr and parquet IO managers: ``<root>/<asset>/<partition>.zarr|.parquet``, atomic, lazy, no pickle.
 
 They only route objects to :mod:`ace_neuro.storage`, which does the writing; the
-science library stays free of Dagster.
+science library stays free of Dagster. ``base_path`` is a local folder or an fsspec URL
+(``s3://bucket/root``); on an object store each output is a hidden version plus a marker
+written last (see :mod:`ace_neuro.storage`), with options from ``$ACE_STORAGE_OPTIONS``.
 """
 from __future__ import annotations
 
@@ -39,15 +41,16 @@ def _partition(context) -> str:
     raise ValueError(f"{context.asset_key.to_user_string()}: one experiment line at a time, got {len(keys)}")
 
 
-def _existing(path: Path, context: InputContext) -> Path:
-    if not path.exists():
+def _existing(path: Path | str, context: InputContext) -> Path | str:
+    if not storage.exists(path):
         raise storage.StorageError(f"{path}: not found. Materialise {context.asset_key.to_user_string()} "
                                    f"for line {_partition(context)} first.")
     return path
 
 
-def _asset_path(root: str, context, suffix: str) -> Path:
-    return Path(root).joinpath(*context.asset_key.path) / f"{_partition(context)}{suffix}"
+def _asset_path(root: str, context, suffix: str) -> Path | str:
+    """``<root>/<asset>/<line><suffix>``: a path under a local root, a URL under a URL root."""
+    return storage.join(root, *context.asset_key.path, f"{_partition(context)}{suffix}")
 
 
 class ZarrIOManager(ConfigurableIOManager):
@@ -56,7 +59,7 @@ class ZarrIOManager(ConfigurableIOManager):
     base_path: str
     chunk_frames: int = storage.DEFAULT_CHUNK_FRAMES
 
-    def path_for(self, context) -> Path:
+    def path_for(self, context) -> Path | str:
         return _asset_path(self.base_path, context, ".zarr")
 
     @reports_failures
@@ -78,10 +81,8 @@ class ZarrIOManager(ConfigurableIOManager):
 
     @reports_failures
     def load_input(self, context: InputContext):
-        import zarr
-
         path = _existing(self.path_for(context), context)
-        kind = zarr.open_group(str(path), mode="r").attrs.get("kind")
+        kind = storage.stored_kind(path)
         if kind in ("movie", "alias"):
             return storage.open_movie(path)
         return storage.read_bundle(path)
@@ -92,7 +93,7 @@ class ParquetIOManager(ConfigurableIOManager):
 
     base_path: str
 
-    def path_for(self, context) -> Path:
+    def path_for(self, context) -> Path | str:
         return _asset_path(self.base_path, context, ".parquet")
 
     @reports_failures
@@ -125,39 +126,40 @@ class JsonIOManager(ConfigurableIOManager):
 
     base_path: str
 
-    def path_for(self, context) -> Path:
+    def path_for(self, context) -> Path | str:
         return _asset_path(self.base_path, context, ".json")
 
     @reports_failures
     def handle_output(self, context: OutputContext, obj) -> None:
         path = self.path_for(context)
-        with storage.atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(_to_json(obj), indent=1, sort_keys=True))
+        storage.write_bytes(json.dumps(_to_json(obj), indent=1, sort_keys=True).encode(), path)
         context.add_output_metadata({"path": str(path)})
 
     @reports_failures
     def load_input(self, context: InputContext):
         path = _existing(self.path_for(context), context)
-        return _from_json(json.loads(path.read_text()))
+        return _from_json(json.loads(storage.read_bytes(path)))
 
 
 class HtmlIOManager(ConfigurableIOManager):
     """Self-contained HTML pages (a line's report): ``<root>/<asset>/<line>.html``, written atomically; loading
-    gives the file's path."""
+    gives the file's path (under a URL root: the URL of the complete version, to download)."""
 
     base_path: str
 
-    def path_for(self, context) -> Path:
+    def path_for(self, context) -> Path | str:
         return _asset_path(self.base_path, context, ".html")
 
     @reports_failures
     def handle_output(self, context: OutputContext, obj) -> None:
         if not isinstance(obj, LineReport):
             raise TypeError(f"HtmlIOManager stores LineReport pages; {context.asset_key} returned {type(obj).__name__}")
-        path = write_report(obj, self.path_for(context)).resolve()
-        context.add_output_metadata({"report": MetadataValue.url(path.as_uri()), "path": MetadataValue.path(str(path)),
+        path = write_report(obj, self.path_for(context))
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        context.add_output_metadata({"report": MetadataValue.url(url),
+                                     "path": MetadataValue.path(str(path if isinstance(path, str) else path.resolve())),
                                      "figures": obj.n_figures})
 
     @reports_failures
-    def load_input(self, context: InputContext) -> Path:
-        return _existing(self.path_for(context), context)
+    def load_input(self, context: InputContext) -> Path | str:
+        return storage.resolve(_existing(self.path_for(context), context))
