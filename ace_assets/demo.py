@@ -1,6 +1,6 @@
 """``make demo``: a synthetic project -> every asset for every line -> a summary table.
 
-    python -m ace_assets.demo --out demo_project [--frames 1000] [--size 200]
+    python -m ace_assets.demo --out demo_project [--frames 1000] [--size 200] [--storage-root s3://bucket/root]
 
 Runs on the persistent Dagster instance under ``DAGSTER_HOME`` (set by the Makefile), so
 ``make ui`` afterwards shows every materialisation with its metadata and previews.
@@ -48,12 +48,12 @@ def score_line(demo, line: int, storage_root: Path) -> dict:
     dropped = demo.dropped_frames.get(line, ())
     if dropped:
         truth = select_frames(truth, np.setdiff1d(np.arange(truth.traces.shape[1]), dropped))
-    cropped = storage.open_movie(storage_root / "cropped_movie" / f"{line}.zarr")
+    cropped = storage.open_movie(storage.join(storage_root, "cropped_movie", f"{line}.zarr"))
     box = cropped.attrs.get("crop_box")
     if box:
         truth = crop_ground_truth(truth, (box[0], box[1]), (box[2], box[3]))
-    est = storage.read_bundle(storage_root / "cnmfe_estimates" / f"{line}.zarr")
-    acc = storage.read_table(storage_root / "accepted_components" / f"{line}.parquet")
+    est = storage.read_bundle(storage.join(storage_root, "cnmfe_estimates", f"{line}.zarr"))
+    acc = storage.read_table(storage.join(storage_root, "accepted_components", f"{line}.parquet"))
     s = score_against_truth(est, truth, accepted=acc["accepted"].to_numpy()).summary()
     return {"found": int(acc["accepted"].sum()), "true": s["n_detectable"], "f1": s["f1"],
             "trace_r": s["trace_r"], "footprint_corr": s["footprint_corr"]}
@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=None, help="frames per recording (default: the demo's)")
     ap.add_argument("--size", type=int, default=None, help="frame height and width in pixels")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--storage-root", default=None,
+                    help="where outputs go: a folder or an fsspec URL such as s3://bucket/root (default <out>/storage)")
     args = ap.parse_args(argv)
     # each warning is printed once, per line, after the runs (below): not twice while they run
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -134,6 +136,10 @@ def main(argv=None) -> int:
     margin = max(2, size // 20)
     save_crop_coords(demo.project_path, CROPPED_LINE, (margin, size - margin, size - margin, margin))
     storage_root = out / "storage"
+    if args.storage_root:
+        storage_root = storage.as_location(args.storage_root)
+        if isinstance(storage_root, Path):
+            storage_root = storage_root.resolve()
     instance = get_instance()
     print(f"materialising every asset for lines {sorted(demo.formats)} "
           f"(Dagster instance: {os.environ.get('DAGSTER_HOME', 'temporary')}) ...", flush=True)

@@ -27,11 +27,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ace_neuro import storage
 from ace_neuro.errors import ErrorReport, user_errors_as
 from ace_neuro.params import ParameterLayer, all_declarations, build_pipeline_params, check_parameter_names
 from ace_neuro.project import Project, curation_file, save_crop_coords
@@ -155,8 +157,9 @@ class PipelineResult:
     Attributes
     ----------
     line_num : int
-    storage_root : Path
-        Where the outputs are (``<root>/<asset>/<line>.zarr|.parquet``).
+    storage_root : Path or str
+        Where the outputs are (``<root>/<asset>/<line>.zarr|.parquet``); a URL string for an object-store root,
+        whose paths below are URLs too (read them with ``ace_neuro.storage``).
     outputs : mapping str -> Path
         Asset name -> stored file or folder.
     figures : mapping str -> Path
@@ -202,13 +205,14 @@ def parameter_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     return check_parameter_names(values)
 
 
-def resolve_storage_root(storage_root: str | os.PathLike | None, session_dir: Path) -> Path:
-    """``storage_root``, else ``$ACE_STORAGE_ROOT``, else ``<session folder>/saved_movies``."""
-    if storage_root:
-        return Path(storage_root).expanduser().resolve()
-    env = os.environ.get("ACE_STORAGE_ROOT", "").strip()
-    if env:
-        return Path(env).expanduser().resolve()
+def resolve_storage_root(storage_root: str | os.PathLike | None, session_dir: Path) -> Path | str:
+    """``storage_root``, else ``$ACE_STORAGE_ROOT``, else ``<session folder>/saved_movies``; a URL
+    (``s3://bucket/root``) is kept as it is."""
+    for given in (storage_root, os.environ.get("ACE_STORAGE_ROOT", "").strip()):
+        if given and storage.is_url(given):
+            return storage.as_location(given)
+        if given:
+            return storage.local_path(given).expanduser().resolve()
     return (session_dir / "saved_movies").resolve()
 
 
@@ -329,9 +333,10 @@ class MiniscopePipeline:
         curation = None
         if needs_review and "cnmfe_estimates" in ctx.metadata and CURATION_ASSET in ctx.metadata:
             curation = self._review(ctx)
-        figures_dir = root / "figures" / str(line_num)
-        figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))}
-        outputs = {a: Path(m["path"]) for a, m in ctx.metadata.items() if isinstance(m.get("path"), str)}
+        figures_dir = storage.join(root, "figures", str(line_num))
+        figures = {p.stem if isinstance(p, Path) else posixpath.basename(p)[:-len(".png")]: p
+                   for p in storage.list_files(figures_dir, ".png")}
+        outputs = {a: storage.as_location(m["path"]) for a, m in ctx.metadata.items() if isinstance(m.get("path"), str)}
         seconds = time.perf_counter() - t_start
         log.info("line %d: all stages done in %.1f s; outputs under %s, figures under %s", line_num, seconds, root,
                  figures_dir)
