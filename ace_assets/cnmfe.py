@@ -152,6 +152,7 @@ def cnmfe_estimates(context: AssetExecutionContext, figures: FigureStore,
     context.add_output_metadata({
         "components": int(result.n_components), "frames": int(result.n_frames),
         "dims": MetadataValue.json(list(result.dims)), "engine": f"{engine.name} {engine.version}",
+        "engine_interpreter": engine.interpreter,
         "seeds_examined": int(len(result.seeds)), "seeds_note": seeds_note(used, result),
         "parameter_advice": advice_markdown(advice),
         "changed_by_suggestion": MetadataValue.md(changed_table(p, used)),

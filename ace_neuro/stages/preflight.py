@@ -37,7 +37,9 @@ def check_before_compute(params: PipelineParams, recording: RecordingShape) -> N
     recording's length.
     """
     if params.motion.enabled or params.cnmfe.enabled:
-        get_engine(params.engine.name)  # EngineUnavailableError (the environment) when it is not installed
+        # EngineUnavailableError (the environment) when it is not installed; for caiman this is the probe
+        # of ACE_CAIMAN_PYTHON that the engine itself uses (its answer is remembered for this process)
+        get_engine(params.engine.name)
     h, w = recording.height, recording.width
     if params.crop.enabled and params.crop.coords is not None:
         box = crop_box_from_coords(params.crop.coords, (h, w))
