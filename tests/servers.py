@@ -206,7 +206,7 @@ def celery_worker(name: str, env: dict, log_path: Path, *, concurrency: int = 1)
     """A dagster-celery worker with ``concurrency`` pool processes, configured by deploy/celery-worker.yaml."""
     env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
     return Proc([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                 "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-n", f"{name}@%h", "--",
+                 "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-n", name, "--",
                  f"--concurrency={concurrency}"], log_path, env=env)
 
 
