@@ -51,6 +51,12 @@ bench: $(STAMP) $(MINISIM_STAMP)
 bench-hour: $(STAMP) $(MINISIM_STAMP)
 	$(PY) -m bench.bench_end_to_end --hour
 
+# The same backfill on one Celery worker, then two (PostgreSQL, Redis and the workers on loopback;
+# needs postgresql, redis-server and the cluster extra): docs/deploy.md.
+bench-scale-out: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m bench.scale_out $(ARGS)
+
 $(MINISIM_STAMP):
 	$(PYTHON) -m venv $(MINISIM_VENV)
 	$(MINISIM_PY) -m pip install --quiet minisim==$(MINISIM_VERSION)
