@@ -3,6 +3,12 @@
     python -m bench.realistic                  # the default subset
     python -m bench.realistic --all            # every recording of the catalogue
     python -m bench.realistic --only NAME      # one recording (repeat --only for more)
+    python -m bench.realistic --engines native,caiman   # both engines on the same recordings
+
+``--engines`` runs each line once per engine (the CLI's ``--set engine=NAME``; ``caiman`` needs
+``ACE_CAIMAN_PYTHON`` or ``--caiman-python``) and ends with a side-by-side table. Peak memory is
+the whole process tree's (the CLI and every process it starts, e.g. the CaImAn runner and its
+worker pool).
 
 For each recording: the generator (``.venv-minisim/bin/python -m bench.realistic.generate``)
 makes or reuses the cached movie and truth; the movie is written as a UCLA V4 DAQ session; a
@@ -55,6 +61,8 @@ class Row:
     ----------
     recording, variant : str
         Catalogue name; ``A`` (gSig = soma radius) or ``B`` (``use_suggested_params``).
+    engine : str
+        ``native`` or ``caiman`` (the CLI's ``--set engine=...``).
     gsig_csv, gsig_used : int
         ``gSig`` in the CSV and as CNMF-E used it.
     n_detectable, n_found, n_matched : int
@@ -70,7 +78,8 @@ class Row:
         Offset-aligned RMSE (px) of the rigid shifts, of zero shifts, and of the patch shifts,
         vs minisim's motion; None without motion.
     wall_s, cpu_s, peak_mib : float
-        The CLI child's wall time, CPU time (with its worker processes) and peak resident memory.
+        The CLI child's wall time, CPU time (with its worker processes) and peak memory of its whole
+        process tree (grandchildren included; see :func:`bench.common.run_child`).
     motion_s, cnmfe_s : float
         Seconds of ``motion_corrected_movie`` and ``cnmfe_estimates`` (the CLI's "done in" lines).
     n_frames : int
@@ -86,6 +95,7 @@ class Row:
     recording: str
     variant: str
     gsig_csv: int
+    engine: str = "native"
     gsig_used: int = 0
     n_detectable: int = 0
     n_found: int = 0
@@ -141,14 +151,15 @@ def prepare_project(rec: Recording, cache_dir: Path, work: Path) -> tuple[Path, 
     return write_project(work / "project", lines), data
 
 
-def run_pipeline(project: Path, data: Path, storage: Path, line_num: int) -> ChildRun:
+def run_pipeline(project: Path, data: Path, storage: Path, line_num: int, engine: str = "native") -> ChildRun:
     """The lab's CLI, headless, in a child process with a temporary Dagster instance."""
     if storage.exists():
         shutil.rmtree(storage)
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ACE_STORAGE_ROOT")}
+    extra = [] if engine == "native" else ["--set", f"engine={engine}"]
     return run_child(["-m", "ace_neuro.pipelines.miniscope", "--line-num", str(line_num), "--project-path",
-                      str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless"],
-                     env=env)
+                      str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless",
+                      *extra], env=env)
 
 
 def stage_seconds(cli_log: str) -> dict[str, float]:
@@ -207,26 +218,28 @@ def score_ourselves(truth: dict, est: dict):
 
 
 def run_line(rec: Recording, variant: str, cache_dir: Path, project: Path, data: Path, work: Path,
-             minisim_python: Path, *, keep_storage: bool = False) -> Row:
-    """Run, export and score one CSV variant of one recording (its storage root is deleted after the
-    export unless ``keep_storage``: the movies of a 608 x 608 x 12,000 run take tens of GB)."""
+             minisim_python: Path, *, keep_storage: bool = False, engine: str = "native") -> Row:
+    """Run, export and score one CSV variant of one recording with one engine (its storage root is
+    deleted after the export unless ``keep_storage``: the movies of a 608 x 608 x 12,000 run take
+    tens of GB)."""
     line_num, _ = VARIANTS[variant]
-    base = Row(recording=rec.name, variant=variant, gsig_csv=soma_gsig_px(rec))
-    storage = work / f"storage_{variant}"
-    child = run_pipeline(project, data, storage, line_num)
+    base = Row(recording=rec.name, variant=variant, gsig_csv=soma_gsig_px(rec), engine=engine)
+    tag = variant if engine == "native" else f"{variant}_{engine}"
+    storage = work / f"storage_{tag}"
+    child = run_pipeline(project, data, storage, line_num, engine)
     steps = stage_seconds(child.stderr)
-    base = dataclasses.replace(base, wall_s=child.seconds, cpu_s=child.cpu_seconds, peak_mib=child.peak_rss_mib,
+    base = dataclasses.replace(base, wall_s=child.seconds, cpu_s=child.cpu_seconds, peak_mib=child.peak_tree_mib,
                                motion_s=steps.get("motion_corrected_movie", float("nan")),
                                cnmfe_s=steps.get("cnmfe_estimates", float("nan")), n_frames=rec_frames(rec))
     if child.returncode:
         tail = (child.stderr.strip() or child.stdout.strip()).splitlines()[-1:] or ["?"]
         return dataclasses.replace(base, error=f"CLI exit {child.returncode}: {tail[0][:200]}")
-    est_path = work / f"estimate_{variant}.npz"
+    est_path = work / f"estimate_{tag}.npz"
     est = export_estimate(storage, line_num, est_path)
     if not keep_storage:
         shutil.rmtree(storage)
     try:
-        ms = score_with_minisim(cache_dir, est_path, work / f"minisim_score_{variant}.json", minisim_python)
+        ms = score_with_minisim(cache_dir, est_path, work / f"minisim_score_{tag}.json", minisim_python)
     except RuntimeError as exc:
         return dataclasses.replace(base, error=str(exc)[:200])
     ours = score_ourselves(load_truth(cache_dir), est)
@@ -247,7 +260,7 @@ def _num(v, fmt: str = ".2f") -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
 
-TABLE_COLUMNS = ("recording", "CSV", "gSig", "det", "found", "F1", "prec", "rec", "in-focus rec",
+TABLE_COLUMNS = ("recording", "CSV", "engine", "gSig", "det", "found", "F1", "prec", "rec", "in-focus rec",
                  "blur<3", "blur 3-5", "blur 5-7", "blur>=7", "IoU", "trace r", "motion RMSE", "no-corr RMSE",
                  "patch RMSE", "wall s", "CPU s", "motion fps", "CNMF-E fps", "peak MiB", "ours=minisim")
 
@@ -263,10 +276,10 @@ def _fps(frames: int, seconds: float) -> str:
 def table_cells(row: Row) -> list[str]:
     """The cells of one table row (recall by blur as ``recall (n)``)."""
     if row.error:
-        return [row.recording, row.variant, str(row.gsig_csv), row.error] + [""] * (len(TABLE_COLUMNS) - 4)
+        return [row.recording, row.variant, row.engine, str(row.gsig_csv), row.error] + [""] * (len(TABLE_COLUMNS) - 5)
     blur = [f"{_num(r)} ({n})" for _, n, r in row.blur_bins]
     gsig = f"{row.gsig_csv}" if row.gsig_used == row.gsig_csv else f"{row.gsig_csv}->{row.gsig_used}"
-    return [row.recording, row.variant, gsig, str(row.n_detectable), str(row.n_found), _num(row.f1),
+    return [row.recording, row.variant, row.engine, gsig, str(row.n_detectable), str(row.n_found), _num(row.f1),
             _num(row.precision), _num(row.recall), f"{_num(row.in_focus_recall)} ({row.n_in_focus})", *blur,
             _num(row.mean_iou), _num(row.trace_r, ".3f"), _num(row.motion_rmse), _num(row.no_correction_rmse),
             _num(row.patch_rmse), _num(row.wall_s, ".0f"), _num(row.cpu_s, ".0f"),
@@ -284,13 +297,41 @@ def format_table(rows: list[Row], *, markdown: bool) -> str:
     return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(c))) for c in cells)
 
 
+SIDE_BY_SIDE = (("F1", "f1", ".2f"), ("trace r", "trace_r", ".3f"), ("motion RMSE", "motion_rmse", ".2f"),
+                ("wall s", "wall_s", ".0f"), ("peak MiB", "peak_mib", ".0f"))
+
+
+def side_by_side(rows: list[Row], engines: list[str], *, markdown: bool) -> str:
+    """One row per recording and CSV variant, each figure once per engine (``ours / caiman ...``)."""
+    keys = list(dict.fromkeys((r.recording, r.variant) for r in rows))
+    by = {(r.recording, r.variant, r.engine): r for r in rows}
+    head = ["recording", "CSV"] + [f"{label} {e}" for label, _, _ in SIDE_BY_SIDE for e in engines]
+    cells = [head]
+    for rec, var in keys:
+        line = [rec, var]
+        for _, attr, fmt in SIDE_BY_SIDE:
+            for e in engines:
+                r = by.get((rec, var, e))
+                line.append("-" if r is None else ("error" if r.error else _num(getattr(r, attr), fmt)))
+        cells.append(line)
+    if markdown:
+        lines = ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join([lines[0], "|" + "---|" * len(head)] + lines[1:])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(c))) for c in cells)
+
+
 def write_report(rows: list[Row], recordings: list[Recording], out: Path, header: str) -> None:
     """``realistic.json`` (rows, catalogue entries, versions) and ``realistic.md`` (the table) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     payload = {"header": header, "recordings": [dataclasses.asdict(r) for r in recordings],
                "rows": [dataclasses.asdict(r) for r in rows]}
     (out / "realistic.json").write_text(json.dumps(payload, indent=2, default=float))
-    (out / "realistic.md").write_text(f"{header}\n\n{format_table(rows, markdown=True)}\n")
+    engines = list(dict.fromkeys(r.engine for r in rows))
+    text = f"{header}\n\n{format_table(rows, markdown=True)}\n"
+    if len(engines) > 1:
+        text += f"\nSide by side:\n\n{side_by_side(rows, engines, markdown=True)}\n"
+    (out / "realistic.md").write_text(text)
 
 
 #: the figures compared with the baseline, and how much worse each may get before it is flagged
@@ -303,7 +344,7 @@ DEFAULT_BASELINE = Path(__file__).resolve().parent / "baseline.json"
 def save_baseline(rows: list[Row], path: Path, header: str) -> None:
     """Write the rows' figures as the baseline later runs are compared with."""
     entries = [{"recording": r.recording, "variant": r.variant, **{k: getattr(r, k) for k in BASELINE_FIGURES}}
-               for r in rows if not r.error]
+               for r in rows if not r.error and r.engine == "native"]
     path.write_text(json.dumps({"header": header, "commit": _commit(), "rows": entries}, indent=1, default=float)
                     + "\n")
 
@@ -317,7 +358,7 @@ def compare_with_baseline(rows: list[Row], path: Path) -> list[str]:
     out = [f"against the baseline of {base.get('commit', '?')} ({path.name}):"]
     for r in rows:
         old = then.get((r.recording, r.variant))
-        if old is None or r.error:
+        if old is None or r.error or r.engine != "native":  # the baseline holds the native engine
             continue
         cells, worse = [], []
         for key, (label, kind, tolerance) in BASELINE_FIGURES.items():
@@ -361,7 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-storage", action="store_true", help="keep each run's stored outputs (large)")
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="figures to compare with")
     ap.add_argument("--save-baseline", action="store_true", help="write this run's figures as the baseline")
+    ap.add_argument("--engines", default="native",
+                    help="comma-separated engines to run on the same recordings: native, caiman (default native)")
+    ap.add_argument("--caiman-python", type=Path, default=None,
+                    help="CaImAn's interpreter for engine caiman (default: $ACE_CAIMAN_PYTHON)")
     args = ap.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ("native", "caiman")]
+    if unknown or not engines:
+        raise SystemExit(f"--engines {args.engines!r}: expected a comma-separated list of native, caiman")
+    if args.caiman_python is not None:
+        os.environ["ACE_CAIMAN_PYTHON"] = str(args.caiman_python)
+    if "caiman" in engines and not os.environ.get("ACE_CAIMAN_PYTHON"):
+        raise SystemExit("--engines caiman needs CaImAn's Python: set ACE_CAIMAN_PYTHON or pass --caiman-python")
     recordings = select(args.only, everything=args.all)
     if not args.minisim_python.exists():
         raise SystemExit(f"{args.minisim_python} not found: run `make bench-realistic` (it creates .venv-minisim)")
@@ -377,11 +430,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out / "work" / rec.name
         project, data = prepare_project(rec, folders[rec.name], work)
         for variant in args.variants:
-            row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
-                           keep_storage=args.keep_storage)
-            rows.append(row)
-            print("  " + "  ".join(table_cells(row)), flush=True)
+            for engine in engines:
+                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
+                               keep_storage=args.keep_storage, engine=engine)
+                rows.append(row)
+                print("  " + "  ".join(table_cells(row)), flush=True)
     print("\n" + format_table(rows, markdown=False))
+    if len(engines) > 1:
+        print("\nside by side (peak MiB: the whole process tree):\n" + side_by_side(rows, engines, markdown=False))
     comparison = compare_with_baseline(rows, args.baseline)
     print("\n" + "\n".join(comparison))
     write_report(rows, recordings, args.out, header)
