@@ -552,7 +552,9 @@ def _open_complete_group(path: Path | str):
     if isinstance(path, str):
         version = resolve(path)
         try:
-            g = zarr.open_group(store=_zarr_store(version, read_only=True), mode="r")
+            # what this platform writes is zarr v3 with no consolidated metadata: saying so spares requests
+            g = zarr.open_group(store=_zarr_store(version, read_only=True), mode="r", zarr_format=3,
+                                use_consolidated=False)
         except FileNotFoundError:
             raise StorageError(f"{path}: its marker names {version}, which is gone (replaced meanwhile?). "
                                f"Read it again.") from None

@@ -41,7 +41,8 @@ def s3_endpoint():
 @pytest.fixture
 def s3_root(s3_endpoint, monkeypatch, tmp_path):
     """``s3://<fresh bucket>/root`` with the server's endpoint and dummy credentials in ACE_STORAGE_OPTIONS."""
-    options = {"key": "testing", "secret": "testing", "use_listings_cache": False,
+    # max_concurrency=1: s3fs reads small objects with one GET, without asking their size first
+    options = {"key": "testing", "secret": "testing", "use_listings_cache": False, "max_concurrency": 1,
                "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
     monkeypatch.setenv(storage.STORAGE_OPTIONS_ENV, json.dumps(options))
     monkeypatch.setenv("ACE_LOCK_DIR", str(tmp_path / "locks"))
@@ -238,20 +239,35 @@ def test_file_urls_are_local_paths(tmp_path):
     assert storage.open_movie(url).path == str(tmp_path / "root" / "m" / "1.zarr")
 
 
-def test_a_tiny_line_through_the_whole_graph_on_s3(s3_root, tmp_path):
-    from ace_assets.runner import materialize_lines
+def test_a_url_storage_root_is_kept_as_a_url(tmp_path, monkeypatch):
+    from ace_assets.cli import build_parser, run_arguments
+    from ace_assets.pipeline import resolve_storage_root
+
+    args = build_parser().parse_args(["--line-num", "96", "--storage-root", "s3://bucket/root/"])
+    assert run_arguments(args)["storage_root"] == "s3://bucket/root/"
+    assert resolve_storage_root("s3://bucket/root/", tmp_path) == "s3://bucket/root"
+    monkeypatch.setenv("ACE_STORAGE_ROOT", "gs://bucket/lab")
+    assert resolve_storage_root(None, tmp_path) == "gs://bucket/lab"
+    assert resolve_storage_root(f"file://{tmp_path}/here", tmp_path) == (tmp_path / "here").resolve()
+
+
+def test_a_tiny_line_through_the_whole_graph_on_s3(s3_root, tmp_path, monkeypatch):
+    """What the CLI runs (MiniscopePipeline.run, headless) for one tiny line, every output on the object store."""
+    from ace_assets.pipeline import MiniscopePipeline
     from ace_neuro.synthetic.project import write_demo_project
 
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # a temporary instance
     demo = write_demo_project(tmp_path, lines=(96,), height=48, width=48, n_frames=200)
-    [run] = materialize_lines([96], project_path=str(demo.project_path), data_path=str(demo.data_path),
-                              storage_root=s3_root, instance=DagsterInstance.ephemeral(),
-                              run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-    assert run.success, run.error
+    result = MiniscopePipeline().run(line_num=96, project_path=str(demo.project_path), data_path=str(demo.data_path),
+                                     headless=True, storage_root=s3_root)
+    assert result.storage_root == s3_root
     for asset_name, suffix in (("raw_movie", ".zarr"), ("motion_corrected_movie", ".zarr"),
-                               ("accepted_components", ".parquet"), ("line_report", ".html"),
-                               ("nwb_file", ".nwb")):
+                               ("cnmfe_estimates", ".zarr"), ("accepted_components", ".parquet"),
+                               ("line_report", ".html"), ("nwb_file", ".nwb")):
         assert storage.exists(f"{s3_root}/{asset_name}/96{suffix}"), asset_name
-    assert run.metadata["nwb_file"]["path"] == f"{s3_root}/nwb_file/96.nwb"
+    assert result.outputs["nwb_file"] == f"{s3_root}/nwb_file/96.nwb"
+    assert result.metadata["nwb_file"]["nwbinspector"].startswith(("clean", "issues", "nwbinspector not"))
     assert storage.open_movie(f"{s3_root}/raw_movie/96.zarr").frames.shape == (200, 48, 48)
-    assert storage.list_files(f"{s3_root}/figures/96", ".png")
-    assert not (tmp_path / "storage").exists() and not list(tmp_path.glob("**/*.zarr"))
+    assert storage.read_table(f"{s3_root}/accepted_components/96.parquet")["accepted"].any()
+    assert result.figures and all(str(p).startswith(f"{s3_root}/figures/96/") for p in result.figures.values())
+    assert not list(tmp_path.glob("**/*.zarr")) and not list(tmp_path.glob("**/*.parquet"))  # nothing local
