@@ -271,3 +271,20 @@ def test_a_tiny_line_through_the_whole_graph_on_s3(s3_root, tmp_path, monkeypatc
     assert storage.read_table(f"{s3_root}/accepted_components/96.parquet")["accepted"].any()
     assert result.figures and all(str(p).startswith(f"{s3_root}/figures/96/") for p in result.figures.values())
     assert not list(tmp_path.glob("**/*.zarr")) and not list(tmp_path.glob("**/*.parquet"))  # nothing local
+
+
+def test_the_line_lock_of_a_url_root_is_a_local_file(tmp_path, monkeypatch):
+    from ace_assets.line_lock import LineBusyError, line_claimed, lock_path
+
+    monkeypatch.setenv("ACE_LOCK_DIR", str(tmp_path / "locks"))
+    path = lock_path("s3://bucket/root/", 96)
+    assert path == lock_path("s3://bucket/root", 96) != lock_path("s3://bucket/other", 96)
+    assert path.parent.parent == tmp_path / "locks" and path.name == "96.lock"
+    assert lock_path(f"file://{tmp_path}/root", 96) == tmp_path / "root" / ".locks" / "96.lock"
+    instance = DagsterInstance.ephemeral()
+    with line_claimed(instance, 96, "s3://bucket/root"):
+        assert path.exists()
+        with pytest.raises(LineBusyError, match="line 96 is being analysed"):
+            with line_claimed(instance, 96, "s3://bucket/root"):
+                pass
+    assert not path.exists()
