@@ -267,7 +267,8 @@ def _read_marker(fs, final: str) -> dict | None:
         return None
     except ValueError:
         raise StorageError(f"{fs.unstrip_protocol(final)}{MARKER_SUFFIX}: not a marker this platform wrote") from None
-    if not isinstance(data, dict) or not str(data.get("version", "")).startswith(f".{posixpath.basename(final)}.v-"):
+    version = str(data.get("version", "")) if isinstance(data, dict) else ""
+    if not version.startswith(f".{posixpath.basename(final)}.v-") or "/" in version:
         raise StorageError(f"{fs.unstrip_protocol(final)}{MARKER_SUFFIX}: not a marker this platform wrote")
     return data
 
