@@ -202,6 +202,19 @@ class Redis:
         self.proc.stop(grace_s=5)
 
 
+def set_pool_limit(env: dict, pool: str, limit: int) -> None:
+    """``dagster instance concurrency set POOL LIMIT`` on the instance of ``env``'s DAGSTER_HOME.
+
+    Done once before the first runs on a new PostgreSQL database: runs that start together would
+    otherwise each create the pool's row from the profile's default and all but one fail
+    (dagster-io/dagster#33552, Dagster 1.13).
+    """
+    done = subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", pool, str(limit)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        raise RuntimeError(f"setting pool {pool} failed:\n{done.stdout}\n{done.stderr}")
+
+
 def celery_worker(name: str, env: dict, log_path: Path, *, concurrency: int = 1) -> Proc:
     """A dagster-celery worker with ``concurrency`` pool processes, configured by deploy/celery-worker.yaml."""
     env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
