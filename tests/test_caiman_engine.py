@@ -189,6 +189,10 @@ def test_shifts_change_sign_and_patch_shifts_take_the_grid_shape():
     assert a["patch_shifts"][2, 1, 0, 0] == -x[2, 3] and a["patch_shifts"][2, 1, 0, 1] == -y[2, 3]
     np.testing.assert_array_equal(a["patch_centers"][1, 2], [30.0, 32.0])
     assert "patch_shifts" not in ce.motion_arrays_from_caiman({"shifts_rig": shifts_rig}, T)
+    # piecewise-rigid: the rigid shift of the piecewise pass, when the runner measured it
+    els = shifts_rig + 0.5
+    np.testing.assert_array_equal(ce.motion_arrays_from_caiman({**out, "shifts_rig_els": els}, T)["rigid_shifts"],
+                                  -els)
     with pytest.raises(ce.CaimanRunError, match="patch grid"):
         ce.motion_arrays_from_caiman({**out, "patch_centers_x": np.array([1.0])}, T)
 

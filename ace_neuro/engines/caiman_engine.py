@@ -357,11 +357,13 @@ def motion_arrays_from_caiman(out: dict, n_frames: int) -> dict[str, np.ndarray]
     """Rigid and patch shifts in this platform's convention from the runner's arrays.
 
     CaImAn reports corrections (the shift applied to a frame); this platform stores the
-    content's displacement, so every shift changes sign. Patch shifts come as ``x`` (axis 0,
+    content's displacement, so every shift changes sign. With ``shifts_rig_els`` (piecewise-rigid)
+    the rigid shifts are those of the piecewise pass, else of the rigid pass. Patch shifts come as ``x`` (axis 0,
     rows) and ``y`` (axis 1) per patch in C order of CaImAn's grid; returned as
     ``patch_shifts`` (T, ny, nx, 2) ``(dy, dx)`` and ``patch_centers`` (ny, nx, 2).
     """
-    rigid = -np.asarray(out["shifts_rig"], np.float64).reshape(n_frames, 2)
+    # piecewise-rigid: the rigid shift of that pass, which the patch shifts deviate from
+    rigid = -np.asarray(out.get("shifts_rig_els", out["shifts_rig"]), np.float64).reshape(n_frames, 2)
     arrays = {"rigid_shifts": rigid.astype(np.float32)}
     if "x_shifts_els" in out:
         cy = np.asarray(out["patch_centers_y"], np.float64)

@@ -190,6 +190,34 @@ def _stop(dview, caiman_module) -> None:
 
 
 # --------------------------------------------------------------------------- tasks
+def piecewise_rigid_shifts(movie: str, template: np.ndarray, kwargs: dict, add_to_movie: float,
+                           chunk: int = 200) -> np.ndarray:
+    """The rigid shift of CaImAn's piecewise-rigid pass for every frame (T, 2), as CaImAn reports shifts.
+
+    ``MotionCorrect`` keeps only the shifts of its rigid pass; its piecewise pass registers each
+    frame rigidly again (the patch shifts are bounded around that shift) but does not return it.
+    This repeats that registration with CaImAn's own functions and inputs.
+    """
+    from caiman.motion_correction import high_pass_filter_space, register_translation
+
+    dims, n_frames, _ = parse_memmap_name(movie)
+    h, w = dims
+    gsf = kwargs["gSig_filt"]
+    target = np.asarray(template, np.float64) + add_to_movie
+    out = np.zeros((n_frames, 2))
+    for s in range(0, n_frames, chunk):
+        e = min(s + chunk, n_frames)
+        flat = np.fromfile(movie, np.float32, count=(e - s) * h * w, offset=4 * s * h * w)
+        for i, img in enumerate(frames_from_fortran_block(flat, dims)):
+            img = np.asarray(img, np.float64)
+            if gsf is not None:
+                img = high_pass_filter_space(img, tuple(gsf))
+            shift, _, _ = register_translation(img + add_to_movie, target, upsample_factor=10,
+                                               max_shifts=tuple(kwargs["max_shifts"]))
+            out[s + i] = -np.asarray(shift[:2])
+    return out
+
+
 def run_motion(job: dict) -> None:
     """MotionCorrect on an F-order memmap; the corrected movie stays where CaImAn wrote it."""
     import caiman
@@ -207,12 +235,16 @@ def run_motion(job: dict) -> None:
         _stop(dview, cm)
     progress(0.95, "motion correction done")
     corrected = mc.mmap_file[0] if isinstance(mc.mmap_file, list) else mc.mmap_file
+    # the template every frame was registered to: the rigid pass's (MotionCorrect replaces
+    # total_template_els by the template its piecewise pass would use next)
+    template = np.asarray(mc.total_template_rig, np.float64)
     arrays = {"shifts_rig": np.asarray(mc.shifts_rig, np.float64).reshape(n_frames, 2),
-              "template": np.asarray(mc.total_template_els if kwargs["pw_rigid"] else mc.total_template_rig,
-                                     np.float32)}
+              "template": template.astype(np.float32)}
     facts = {"caiman_version": caiman.__version__, "corrected_movie": os.path.abspath(corrected),
              "caiman_params": kwargs}
     if kwargs["pw_rigid"]:
+        progress(0.96, "rigid shifts of the piecewise-rigid pass")
+        arrays["shifts_rig_els"] = piecewise_rigid_shifts(movie, template, kwargs, -float(job["min_mov"]))
         x = np.asarray(mc.x_shifts_els, np.float64)
         y = np.asarray(mc.y_shifts_els, np.float64)
         # without shifts_opencv CaImAn reports the shifts on its up-sampled patch grid
