@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
+from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from ace_neuro.errors import ErrorReport, InternalError
 from ace_neuro.storage import process_alive
@@ -156,6 +156,9 @@ def step_failures(instance: DagsterInstance, run_id: str) -> list[StepFailure]:
             out.append(StepFailure(step, ErrorReport.from_metadata(meta, data.user_failure_data.description or "")))
             continue
         err = data.error if data else None
+        if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
+            out.extend(StepFailure(step, report) for report in failed_check_reports(instance, run_id))
+            continue
         while err is not None and err.cls_name and err.cls_name.startswith("Dagster") and err.cause is not None:
             err = err.cause
         if err is None:
@@ -167,6 +170,36 @@ def step_failures(instance: DagsterInstance, run_id: str) -> list[StepFailure]:
     return out
 
 
+#: what a failed blocking check usually means, when its result carries no report of its own
+CHECK_CATEGORIES = {"shifts_within_bounds": "parameters", "dff_movie_finite": "raw data",
+                    "motion_corrected_finite": "raw data", "estimates_finite": "internal",
+                    "phases_finite": "internal"}
+
+
+def failed_check_reports(instance: DagsterInstance, run_id: str) -> list[ErrorReport]:
+    """A report for each blocking check of the run that failed: its own (the parameters-fit check says the
+    fix), or one naming the check, its asset and what it measured."""
+    out = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = record.dagster_event.event_specific_data
+        if ev.passed or ev.severity != AssetCheckSeverity.ERROR:
+            continue
+        meta = {k: _plain(v) for k, v in (ev.metadata or {}).items()}
+        name, asset = ev.check_name, ev.asset_key.to_user_string()
+        if "category" in meta:
+            out.append(ErrorReport.from_metadata(meta, ev.description or f"the check {name} on {asset} failed"))
+            continue
+        measured = ", ".join(f"{k} = {v}" for k, v in meta.items() if not isinstance(v, (dict, list)))
+        out.append(ErrorReport(
+            CHECK_CATEGORIES.get(name, "raw data"), "quality check",
+            f"the quality check '{name}' on {asset} did not pass ({measured or 'see its metadata'}), so the stages "
+            f"after it did not run.",
+            f"open {asset}'s check '{name}' in the Dagster UI (its line's row in the execution history) and the "
+            "guide of that stage in docs/; correct the parameter or the recording, then run again"))
+    return out or [ErrorReport("internal", "DagsterAssetCheckFailedError", "a blocking check failed",
+                               InternalError.default_fix)]
+
+
 def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> str | None:
     """The id of the newest run tagged with this line (created after ``since``), or None."""
     records = instance.get_run_records(filters=RunsFilter(tags={"ace/line": str(line)}, created_after=since), limit=1)
@@ -174,5 +207,5 @@ def latest_line_run_id(instance: DagsterInstance, line: str, *, since=None) -> s
 
 
 
-__all__ = ["INTERRUPTION_ERRORS", "StepFailure", "fail_dead_runs", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
+__all__ = ["CHECK_CATEGORIES", "INTERRUPTION_ERRORS", "StepFailure", "failed_check_reports", "fail_dead_runs", "LineRun", "LINES_PARTITION", "get_instance", "latest_line_run_id",
            "materialize_lines", "step_failures", "was_interrupted"]

@@ -182,7 +182,7 @@ def test_a_run_from_the_ui_stops_after_the_crop_when_the_parameters_do_not_fit(t
     """Runs launched from the UI skip the front end's preflight: the blocking check on cropped_movie stands in."""
     from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
-    from ace_assets.runner import materialize_lines
+    from ace_assets.runner import materialize_lines, step_failures
 
     with DagsterInstance.ephemeral() as instance:
         (run,) = materialize_lines([96], project_path=str(tiny.project_path), data_path=str(tiny.data_path),
@@ -193,5 +193,10 @@ def test_a_run_from_the_ui_stops_after_the_crop_when_the_parameters_do_not_fit(t
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [AssetCheckKey(AssetKey("cropped_movie"), "parameters_fit_the_recording")])
         evaluation = next(iter(check.values())).event.dagster_event.event_specific_data
+        failures = step_failures(instance, run.run_id)
     assert not evaluation.passed and "Nyquist" in evaluation.description
     assert evaluation.metadata["parameter"].value == "cut"
+    # the front end reports the failed check as the parameter problem it is, not as a bug
+    [failure] = failures
+    assert failure.report.category == "parameters" and failure.report.parameter == "cut"
+    assert "Nyquist" in failure.report.problem
