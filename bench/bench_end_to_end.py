@@ -111,7 +111,7 @@ def main(argv=None) -> int:
             return 1
     load = os.getloadavg()
     print(f"end to end on {os.cpu_count()} CPUs; load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
-          + ("  (the machine is busy: times are not comparable)" if load[0] > 0.5 else ""), flush=True)
+          + ("  (the machine is busy: times are not comparable)" if load[0] > 1.0 else ""), flush=True)
     folders = ensure_generated(select(list(names)), DEFAULT_CACHE, args.minisim_python)
     rows = []
     for name in names:
