@@ -575,17 +575,11 @@ class CaimanEngine:
         from ..stages.cnmfe import CnmfeResult, advise_parameters, check_cnmfe_params, suggest_parameters
         from ..stages.cnmfe import cnmfe_summary_images
         from ..stages.cnmfe.background import N_HARMONICS
-        from ..stages.cnmfe.errors import CnmfeParameterError
-        from ..stages.cnmfe.stream import validate_frames
+        from ..stages.cnmfe.stream import validate_frame_rate, validate_frames
 
         T, H, W = validate_frames(frames)
         dims = (H, W)
-        try:
-            frame_rate = float(frame_rate)
-        except (TypeError, ValueError):
-            frame_rate = float("nan")
-        if not frame_rate > 0 or not np.isfinite(frame_rate):
-            raise CnmfeParameterError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
+        frame_rate = validate_frame_rate(frame_rate)
         check_cnmfe_params(params, dims)
 
         def report(step: str, fraction: float) -> None:

@@ -69,7 +69,7 @@ from .patches import assign_to_patches, cap_per_patch, patch_grid
 from .result import CnmfeResult
 from .split import ComponentCovariances, CovarianceTap, apply_splits
 from .stream import (FrameSource, _average_time, auto_block_frames, downsample_footprints, downsample_space,
-                     downsample_traces, validate_frames)
+                     downsample_traces, validate_frame_rate, validate_frames)
 from .suggest import advise_parameters, measure_seed_sizes, suggest_parameters
 from .summary import (FilteredStats, SummaryImages, block_noise_sq, find_seeds, pnr_calibration,
                       seed_count_table, subsample_ranges, summarize_filtered)
@@ -255,12 +255,7 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
     """
     T, H, W = validate_frames(frames)
     dims = (H, W)
-    try:
-        frame_rate = float(frame_rate)
-    except (TypeError, ValueError):
-        frame_rate = float("nan")
-    if not frame_rate > 0 or not np.isfinite(frame_rate):
-        raise CnmfeParameterError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
+    frame_rate = validate_frame_rate(frame_rate)
     if block_frames is None:
         block_frames = auto_block_frames(dims)
     if block_frames < 1:

@@ -13,9 +13,20 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import CnmfeInputError
+from .errors import CnmfeInputError, CnmfeParameterError
 
 __all__ = ["FrameSource", "downsample_space", "upsample_space", "validate_frames", "auto_block_frames"]
+
+
+def validate_frame_rate(frame_rate) -> float:
+    """``frame_rate`` as a positive finite float (frames per second); CnmfeParameterError otherwise."""
+    try:
+        rate = float(frame_rate)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not rate > 0 or not np.isfinite(rate):
+        raise CnmfeParameterError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
+    return rate
 
 
 def validate_frames(frames, *, min_frames: int = 10, name: str = "frames") -> tuple[int, int, int]:
