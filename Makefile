@@ -47,7 +47,7 @@ test-slow: $(STAMP)
 bench: $(STAMP) $(MINISIM_STAMP)
 	$(PY) -m bench.run_all
 
-# one hour of the whole V4 sensor (72,000 frames of 608x608) through the lab's CLI; hours, and ~120 GiB of disk
+# one hour of the whole V4 sensor (72,000 frames of 608x608) through the lab's CLI; hours, and ~150 GiB of disk
 bench-hour: $(STAMP) $(MINISIM_STAMP)
 	$(PY) -m bench.bench_end_to_end --hour
 
