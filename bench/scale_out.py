@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from servers import (DagsterDev, Postgres, Redis, celery_worker, missing_servers, set_pool_limit,  # noqa: E402
-                     wait_for, wait_for_workers)
+from servers import (DagsterDev, Postgres, Redis, celery_worker, cluster_env, missing_servers,  # noqa: E402
+                     set_pool_limit, wait_for, wait_for_workers)
 
 
 def _load() -> str:
@@ -68,11 +68,7 @@ def main(argv=None) -> int:
         pg.start()
         redis = Redis(root / "redis.log")
         started.append(redis)
-        env = {**os.environ, **pg.env(), "DAGSTER_HOME": str(home), "ACE_PROJECT_PATH": str(demo.project_path),
-               "ACE_DATA_PATH": str(demo.data_path), "ACE_STORAGE_ROOT": str(root / "storage"),
-               "ACE_EXECUTOR": "celery", "ACE_CELERY_BROKER": redis.url, "ACE_CELERY_BACKEND": redis.url,
-               "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore::UserWarning"}
-        env.pop("ACE_RAW_DATA_SENSOR", None)
+        env = cluster_env(pg, redis, home=home, demo=demo, storage=root / "storage")
         set_pool_limit(env, "heavy", 16)
         os.environ.update(pg.env())
         instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))

@@ -261,7 +261,10 @@ class DagsterDev(Proc):
             raise AssertionError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
-    def wait_until_ready(self, timeout_s: float = 240) -> None:
+    def wait_until_ready(self, timeout_s: float = 240,
+                         daemons: tuple[str, ...] = ("BACKFILL", "QUEUED_RUN_COORDINATOR")) -> None:
+        """Until the code location is loaded and ``daemons`` are healthy; records ``repository`` and
+        ``location`` (what GraphQL calls on the code need)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
@@ -277,7 +280,8 @@ class DagsterDev(Proc):
                 raise AssertionError(f"the code location did not load:\n{self._load_error()}\n{self.log_tail()}")
             repos = data["repositoriesOrError"].get("nodes") or []
             healthy = {d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
-            if repos and {"BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy:
+            if repos and set(daemons) <= healthy:
+                self.repository, self.location = repos[0]["name"], repos[0]["location"]["name"]
                 return
             time.sleep(1)
         raise AssertionError(f"dagster dev not ready after {timeout_s} s:\n{self.log_tail()}")
@@ -305,6 +309,17 @@ class DagsterDev(Proc):
         d = self.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
                               ... on PartitionBackfill { status } } }""", {"id": backfill_id})
         return d["partitionBackfillOrError"]["status"]
+
+
+def cluster_env(pg: "Postgres", redis: "Redis", *, home: Path, demo, storage: Path, **extra: str) -> dict:
+    """The environment of a Dagster instance on ``pg`` whose runs execute on Celery workers through ``redis``,
+    for ``demo``'s project, outputs under ``storage`` (the raw-data sensor left at its default)."""
+    env = {**os.environ, **pg.env(), "DAGSTER_HOME": str(home), "ACE_PROJECT_PATH": str(demo.project_path),
+           "ACE_DATA_PATH": str(demo.data_path), "ACE_STORAGE_ROOT": str(storage),
+           "ACE_EXECUTOR": "celery", "ACE_CELERY_BROKER": redis.url, "ACE_CELERY_BACKEND": redis.url,
+           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore::UserWarning", **extra}
+    env.pop("ACE_RAW_DATA_SENSOR", None)
+    return env
 
 
 def wait_for(predicate, *, timeout_s: float, every_s: float = 1.0, what: str, logs=()):

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from servers import (REPO, DagsterDev, Postgres, Redis, celery_worker, missing_servers, set_pool_limit, wait_for,
-                     wait_for_workers)
+from servers import (REPO, DagsterDev, Postgres, Redis, celery_worker, cluster_env, missing_servers, set_pool_limit,
+                     wait_for, wait_for_workers)
 
 BACKFILL_LINES = ["96", "97", "98"]
 KILL_LINE = "99"  # bigger, so CNMF-E lasts long enough to be killed halfway
@@ -73,11 +73,7 @@ def cluster(tmp_path_factory):
         pg.start()
         redis = Redis(root / "redis.log")
         started.append(redis)
-        env = {**os.environ, **pg.env(), "DAGSTER_HOME": str(home), "ACE_PROJECT_PATH": str(demo.project_path),
-               "ACE_DATA_PATH": str(demo.data_path), "ACE_STORAGE_ROOT": str(root / "storage"),
-               "ACE_EXECUTOR": "celery", "ACE_CELERY_BROKER": redis.url, "ACE_CELERY_BACKEND": redis.url,
-               "ACE_PROGRESS_INTERVAL_S": "0.2", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore::UserWarning"}
-        env.pop("ACE_RAW_DATA_SENSOR", None)
+        env = cluster_env(pg, redis, home=home, demo=demo, storage=root / "storage", ACE_PROGRESS_INTERVAL_S="0.2")
         set_pool_limit(env, "heavy", 16)  # the step docs/deploy.md asks for on a new database
         workers = []
         for name in ("w1", "w2"):

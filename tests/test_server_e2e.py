@@ -4,19 +4,13 @@ A backfill of three synthetic lines is launched through GraphQL and must materia
 asset with its metadata; then the new-raw-data sensor, started through GraphQL, must launch
 a run for a session folder copied into the data path. Slow (minutes): `make test-slow`.
 """
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import DagsterDev  # noqa: E402  (tests/ is on sys.path under pytest)
+from servers import wait_for as wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -26,98 +20,8 @@ BROKEN_LINE = "99"  # its video is truncated: its run fails, the others' do not
 SENSOR_LINE = "100"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _default_signals() -> None:
-    """In the child: Ctrl-C and SIGTERM act normally even if this test runs with them ignored (a background job)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-class Server:
-    """`dagster dev` in its own process group; stopped like Ctrl-C (SIGINT to the group), then SIGTERM, then
-    SIGKILL, each with a bounded wait."""
-
-    def __init__(self, home: Path, env: dict, log_path: Path):
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        dagster = Path(sys.executable).with_name("dagster")
-        self.proc = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_default_signals)
-
-    def log_tail(self, n=60) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/graphql",
-                                     data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            body = json.loads(resp.read())
-        if body.get("errors"):
-            raise AssertionError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    def wait_until_ready(self, timeout_s: float = 240) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                data = self.graphql("""{ repositoriesOrError { __typename ... on RepositoryConnection {
-                                          nodes { name location { name } } } }
-                                        instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }""")
-            except (urllib.error.URLError, ConnectionError, TimeoutError, AssertionError):
-                time.sleep(2)
-                continue
-            repos = data["repositoriesOrError"].get("nodes") or []
-            healthy = {d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
-            if repos and {"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy:
-                self.repository, self.location = repos[0]["name"], repos[0]["location"]["name"]
-                return
-            time.sleep(2)
-        raise AssertionError(f"dagster dev not ready after {timeout_s} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Stop every process of the server's group; returns once they are gone (at most ~2 minutes)."""
-        for sig, wait_s in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 20)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            if self._group_gone(wait_s):
-                break
-        self.proc.wait(timeout=5)
-        self._log.close()
-
-    def _group_gone(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.proc.poll()
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return True
-            time.sleep(0.5)
-        return False
-
-
-def wait_for(predicate, *, timeout_s: float, every_s: float = 3.0, what: str, server: Server):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{server.log_tail()}")
+def wait_for(predicate, *, timeout_s: float, every_s: float = 3.0, what: str, server: DagsterDev):
+    return wait_until(predicate, timeout_s=timeout_s, every_s=every_s, what=what, logs=(server,))
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +46,13 @@ def platform(tmp_path_factory):
            "ACE_DATA_PATH": str(demo.data_path), "ACE_STORAGE_ROOT": str(root / "storage"),
            "ACE_SENSOR_SETTLE_SECONDS": "0", "ACE_SENSOR_INTERVAL_SECONDS": "5", "MPLBACKEND": "Agg"}
     env.pop("ACE_RAW_DATA_SENSOR", None)
-    server = Server(home, env, root / "dagster_dev.log")
+    server = DagsterDev(env, root / "dagster_dev.log")
     try:
-        server.wait_until_ready()
+        server.wait_until_ready(daemons=("SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"))
         instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         yield {"server": server, "instance": instance, "demo": demo, "extra": extra, "storage": root / "storage"}
     finally:
-        server.stop()
+        server.stop(grace_s=60)
 
 
 def asset_keys():
@@ -157,22 +61,9 @@ def asset_keys():
     return sorted({k for a in all_assets() for k in a.keys}, key=lambda k: k.to_user_string())
 
 
-def launch_backfill(server: Server, lines, keys, title: str) -> str:
-    data = server.graphql(
-        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-             ... on InvalidSubsetError { message } ... on PartitionSetNotFoundError { message } } }""",
-        {"p": {"partitionNames": list(lines), "assetSelection": [{"path": k.path} for k in keys], "title": title}})
-    launched = data["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    return launched["backfillId"]
-
-
-def wait_for_backfill(server: Server, backfill_id: str, timeout_s: float) -> str:
+def wait_for_backfill(server: DagsterDev, backfill_id: str, timeout_s: float) -> str:
     def finished():
-        d = server.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                                ... on PartitionBackfill { status } } }""", {"id": backfill_id})
-        status = d["partitionBackfillOrError"]["status"]
+        status = server.backfill_status(backfill_id)
         return status if status not in ("REQUESTED", "FAILING", "CANCELING") else None
 
     return wait_for(finished, timeout_s=timeout_s, every_s=5, what=f"backfill {backfill_id}", server=server)
@@ -186,7 +77,7 @@ def test_backfill_of_three_lines_materialises_every_asset(platform):
     wait_for(lambda: set(BACKFILL_LINES) <= set(instance.get_dynamic_partitions("experiment_lines")),
              timeout_s=180, what="the experiment_lines sensor to add the partitions", server=server)
     keys = asset_keys()
-    backfill_id = launch_backfill(server, BACKFILL_LINES, keys, "e2e backfill")
+    backfill_id = server.launch_backfill(BACKFILL_LINES, keys, title="e2e backfill")
     status = wait_for_backfill(server, backfill_id, timeout_s=1500)
     runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
     failed = [r.run_id for r in runs if r.status != DagsterRunStatus.SUCCESS]
@@ -211,7 +102,7 @@ def test_a_failed_line_does_not_stop_the_others(platform):
              what="the broken line's partition", server=server)
     ingest = [AssetKey("raw_movie"), AssetKey("frame_times")]
     before = instance.get_latest_materialization_event(AssetKey("raw_movie")).timestamp
-    backfill_id = launch_backfill(server, [BROKEN_LINE, "96"], ingest, "e2e broken line")
+    backfill_id = server.launch_backfill([BROKEN_LINE, "96"], ingest, title="e2e broken line")
     status = wait_for_backfill(server, backfill_id, timeout_s=600)
     runs = {r.tags["dagster/partition"]: r for r in
             instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))}
