@@ -13,7 +13,8 @@ from ace_neuro.stages.cnmfe.stream import FrameSource, downsample_space, upsampl
 from ace_neuro.stages.cnmfe.suggest import suggest_parameters
 from ace_neuro.stages.cnmfe.summary import (cnmfe_summary_images, find_seeds, pnr_calibration,
                                             seed_count_table, summarize_filtered)
-from ace_neuro.stages.cnmfe.update import fit_ring_model
+from ace_neuro.stages.cnmfe.update import (ac_block, fit_ring_model, project_data, search_regions,
+                                            spatial_products)
 
 H = W = 64
 T = 400
@@ -180,6 +181,46 @@ def test_ring_model_predicts_a_smooth_fluctuating_background():
     err = (B - bg)[:, 8:-8, 8:-8]
     assert np.sqrt((err ** 2).mean()) < 0.25 * fluct[:, 8:-8, 8:-8].std()
     np.testing.assert_allclose(ring.b0, movie.mean(axis=0), atol=1e-3)
+
+
+def _fitted_ring(toy, dims=(H, W), ssub_B=2):
+    """The ring model of the toy movie, with compact footprints (one of them at the frame's corner)."""
+    movie, A_true, C_true, _ = toy
+    yy, xx = np.mgrid[:H, :W]
+    corner = np.exp(-((yy - 2) ** 2 + (xx - 61) ** 2) / (2 * SIGMA ** 2))
+    A_img = np.concatenate([A_true, corner[None]])
+    A_img = np.where(A_img > 0.05, A_img, 0.0)
+    A = sp.csc_matrix(A_img.reshape(len(A_img), -1).T.astype(np.float32))
+    C = np.concatenate([C_true, C_true[:1, ::-1]]).astype(np.float32)
+    ring = fit_ring_model(FrameSource(movie, block_frames=64), A, C, dims=dims, radius=5, ssub_B=ssub_B)
+    return movie, A, C, ring
+
+
+def _background_subtracted(movie, A, C, ring):
+    """``Y - B`` frame by frame, as the model defines it (the reference for the passes)."""
+    return ring.subtract(movie, ac_block(A.tocsr(), C, (H, W)))
+
+
+@pytest.mark.parametrize("ssub_B", [1, 2, 3])
+def test_projection_pass_equals_projecting_the_background_subtracted_movie(toy, ssub_B):
+    movie, A, C, ring = _fitted_ring(toy, ssub_B=ssub_B)
+    C = C * 0.9  # the traces of a later update, not those the ring was fitted with
+    yhat = _background_subtracted(movie, A, C, ring).reshape(T, -1)
+    expected = (A.T @ yhat.T.astype(np.float64))
+    got = project_data(FrameSource(movie, block_frames=64), A, C, ring, (H, W))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("ssub_B", [1, 2, 3])
+def test_spatial_pass_equals_correlating_the_background_subtracted_movie(toy, ssub_B):
+    movie, A, C, ring = _fitted_ring(toy, ssub_B=ssub_B)
+    C = C * 1.1
+    yhat = _background_subtracted(movie, A, C, ring)
+    regions = search_regions(A, (H, W), 3)
+    got = spatial_products(FrameSource(movie, block_frames=64), A, C, ring, (H, W), regions, batch=3)
+    for k, r in enumerate(regions):
+        expected = np.tensordot(C[k].astype(np.float64), r.box(yhat), axes=(0, 0))
+        np.testing.assert_allclose(got[k], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 # ----------------------------------------------------------------------------- initialisation

@@ -9,8 +9,10 @@ import scipy.sparse as sp
 from ace_neuro.params import CnmfeParams, EvaluationParams, ParameterError
 from ace_neuro.stages.cnmfe import run_cnmfe
 from ace_neuro.stages.cnmfe.result import CnmfeResult
+from ace_neuro.stages.cnmfe.update import ac_block
 from ace_neuro.stages.evaluation import (COLUMNS, Curation, EvaluationError, accepted_components, active_frames,
-                                         apply_curation, component_snr, load_curation, save_curation)
+                                         apply_curation, component_rvalues, component_snr, load_curation,
+                                         save_curation, solo_active_frames)
 from ace_neuro.synthetic.model import SyntheticConfig, simulate_movie
 
 
@@ -86,6 +88,19 @@ def test_rvalues_reject_a_footprint_that_does_not_fit_the_data(extraction):
     good = accepted_components(movie, res, EvaluationParams())
     assert tab.r_value[0] < good.r_value[0] - 0.3
     assert not tab.accepted[0] and "r_value" in tab.reason[0]
+
+
+def test_rvalues_correlate_each_footprint_with_its_active_frames_of_the_background_subtracted_movie(extraction):
+    movie, _, res = extraction
+    yhat = res.ring_model().subtract(movie, ac_block(res.A.tocsr(), res.C, res.dims)).reshape(len(movie), -1)
+    A = res.A.tocsc()
+    act = solo_active_frames(A, active_frames(res.C), len(movie))
+    expected = []
+    for k in range(res.n_components):
+        a = np.asarray(A[:, k].todense()).ravel()
+        on = a >= 0.1 * a.max()
+        expected.append(np.corrcoef(a[on], yhat[act[k]][:, on].mean(axis=0))[0, 1])
+    np.testing.assert_allclose(component_rvalues(movie, res, block_frames=64), expected, atol=1e-4)
 
 
 def test_mismatched_movie_is_an_error(extraction):

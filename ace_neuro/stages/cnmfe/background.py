@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
+import cv2
 import numpy as np
 import scipy.fft as sfft
 import scipy.sparse as sp
@@ -215,6 +216,34 @@ class RingModel:
     def _b0_low(self) -> np.ndarray:
         return downsample_space(self.b0[None], self.ssub_B)[0]
 
+    def operator(self, x: np.ndarray) -> np.ndarray:
+        """The linear part ``F x = U W D x`` of the model for (B, H, W) images (D: down-sampling to
+        the ring grid, W: ring weights, U: bilinear up-sampling), so that ``Y - B = (Y - b0) - F (Y - A C - b0)``."""
+        return self.operator_low(downsample_space(x, self.ssub_B))
+
+    def operator_low(self, z: np.ndarray) -> np.ndarray:
+        """``U W z`` for (B, h, w) images already on the ring grid: (B, H, W)."""
+        return upsample_space(self._filter.combine(z, self.coef), self.ssub_B, self.dims)
+
+    def adjoint(self, A: sp.spmatrix) -> sp.csc_matrix:
+        """``F' A`` for the columns of a sparse (H*W, K) matrix (e.g. footprints), sparse (H*W, K).
+
+        With it, a footprint's projection of the background-subtracted data needs no background:
+        ``a' F x = (F' a)' x``. Exact (the sparse matrices of D, W and U are those of the images).
+        """
+        down, up = self._resampling
+        low = up.T @ sp.csc_matrix(A, dtype=np.float32)
+        return (down.T @ (self.W.T @ low)).tocsc()
+
+    @cached_property
+    def _resampling(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Sparse D (h*w, H*W) and U (H*W, h*w) of :func:`downsample_space` / :func:`upsample_space`."""
+        H, W = self.dims
+        s = self.ssub_B
+        down = sp.kron(_down_matrix(H, s), _down_matrix(W, s), format="csr")
+        up = sp.kron(_up_matrix(H, s), _up_matrix(W, s), format="csr")
+        return down.astype(np.float32), up.astype(np.float32)
+
     def fluctuation(self, resid: np.ndarray) -> np.ndarray:
         """``W (Y - A C - b0)`` up-sampled to full frames, for a (B, H, W) block of ``Y - A C``."""
         x = downsample_space(resid, self.ssub_B) - self._b0_low
@@ -257,3 +286,23 @@ class RingModel:
         cols = np.concatenate(cols)
         vals = np.concatenate(vals).astype(np.float32)
         return sp.csr_matrix((vals, (rows, cols)), shape=(h * w, h * w))
+
+
+def _down_matrix(n: int, s: int) -> sp.csr_matrix:
+    """1-D tile averaging of :func:`downsample_space` (last tile padded by replication), (ceil(n/s), n)."""
+    m = -(-n // s)
+    rows = np.repeat(np.arange(m), s)
+    cols = np.minimum(np.arange(m * s), n - 1)
+    return sp.csr_matrix((np.full(m * s, 1.0 / s), (rows, cols)), shape=(m, n))
+
+
+def _up_matrix(n: int, s: int) -> sp.csr_matrix:
+    """1-D bilinear up-sampling of :func:`upsample_space` (cropped to ``n``), (n, ceil(n/s))."""
+    m = -(-n // s)
+    if s == 1:
+        return sp.identity(n, format="csr")
+    eye = np.eye(m, dtype=np.float32)
+    # resizing only the height of an identity image up-samples each unit vector (its columns)
+    cols = cv2.resize(eye, (m, m * s), interpolation=cv2.INTER_LINEAR)[:n]
+    cols[np.abs(cols) < 1e-7] = 0.0
+    return sp.csr_matrix(cols.astype(np.float64))

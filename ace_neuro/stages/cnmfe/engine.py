@@ -127,7 +127,11 @@ class _NormalisedSource:
 
 
 class _ResidualSource:
-    """Blocks of ``Y - B - A C`` on the initialisation grid."""
+    """Blocks of ``Y - B - A C`` on the initialisation grid.
+
+    The model is affine in ``Y`` and ``C``, so frames and traces are averaged in time (``tsub``)
+    before the background is computed: the same residual at a ``tsub``-th of the cost.
+    """
 
     def __init__(self, full_src: FrameSource, A, C, ring, dims, tsub: int, ssub: int):
         self.full_src, self.A, self.C, self.ring = full_src, A, C, ring
@@ -137,12 +141,13 @@ class _ResidualSource:
         t_out = 0
         Ar = self.A.tocsr()
         for t0, block in self.full_src:
-            y = np.asarray(block, np.float32)
-            x = ac_block(Ar, self.C[:, t0:t0 + block.shape[0]], self.dims)
+            y = _average_time(np.asarray(block, np.float32), self.tsub)
+            c = _average_time(self.C[:, t0:t0 + block.shape[0]].T, self.tsub).T
+            x = ac_block(Ar, c, self.dims)
             r = self.ring.subtract(y, x)  # Y - B; x now holds Y - A C
             r += x
             r -= y  # Y - B - A C, with A C computed once
-            r = downsample_space(_average_time(r, self.tsub), self.ssub)
+            r = downsample_space(r, self.ssub)
             yield t_out, r
             t_out += r.shape[0]
 

@@ -1,11 +1,14 @@
 """Streaming passes and the alternating spatial/temporal updates of CNMF-E.
 
-Each pass reads the movie block by block, removes the ring background
-``B = b0 + W (Y - A C - b0)`` of the block and accumulates small products:
+Each pass reads the movie block by block and accumulates small products:
 
 * :func:`fit_ring_model` - sufficient statistics of the ring regression on ``Y - A C``;
 * :func:`project_data` - ``A' (Y - B)`` (K x T), for the temporal update;
 * :func:`spatial_products` - ``(Y - B) c_k'`` on each component's search region.
+
+The ring background ``B = b0 + F (Y - A C - b0)`` is affine in the data, so the last two
+never compute it frame by frame: they project the raw blocks on fixed sparse matrices and
+apply the ring operator ``F`` to the accumulated products once (exactly the same result).
 
 The updates themselves work on those products in memory (K x K, K x T and
 small per-component boxes):
@@ -94,12 +97,14 @@ def fit_ring_model(source: Iterable[tuple[int, np.ndarray]], A: sp.csc_matrix, C
     Ar = A.tocsr()
     for t0, block in source:
         B = block.shape[0]
-        x = block - ac_block(Ar, C[:, t0:t0 + B], dims)
         y_sum += block.sum(axis=0, dtype=np.float64)
-        xl = downsample_space(x, ssub_B)
+        y, c = block, C[:, t0:t0 + B]
         if tsub > 1 and B >= tsub:
+            # averaging first is exact (Y - A C is linear) and halves the cost of what follows
             n = (B // tsub) * tsub
-            xl = xl[:n].reshape(n // tsub, tsub, *xl.shape[1:]).mean(axis=1)
+            y = block[:n].reshape(n // tsub, tsub, *block.shape[1:]).mean(axis=1, dtype=np.float32)
+            c = c[:, :n].reshape(c.shape[0], n // tsub, tsub).mean(axis=2, dtype=np.float32)
+        xl = downsample_space(y - ac_block(Ar, c, dims), ssub_B)
         if ref is None:
             ref = xl.mean(axis=0)
         acc.add(xl - ref)
@@ -111,22 +116,29 @@ def fit_ring_model(source: Iterable[tuple[int, np.ndarray]], A: sp.csc_matrix, C
                      coef=coef, b0=b0.astype(np.float32))
 
 
-def _clean_blocks(source, A, C, ring: RingModel, dims):
-    """Yield (t0, block, Y - B) for every block."""
-    Ar = A.tocsr()
-    for t0, block in source:
-        ac = ac_block(Ar, C[:, t0:t0 + block.shape[0]], dims)
-        yield t0, block, ring.subtract(block, ac)
-
-
 def project_data(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims) -> np.ndarray:
-    """``A' (Y - B)``, shape (K, T) float32, in one pass."""
+    """``A' (Y - B)``, shape (K, T) float32, in one pass.
+
+    The ring model is affine: ``Y - B = (Y - b0) - F (Y - b0) + F A C`` with the linear operator
+    ``F`` (:meth:`RingModel.operator`). So ``A' (Y - B) = (A - F'A)' (Y - b0) + (F'A)' A C``: each
+    block costs one sparse product with the fixed matrix ``A - F'A`` and no background is
+    computed frame by frame.
+    """
     K, T = C.shape
     out = np.zeros((K, T), np.float32)
-    At = A.T.tocsr().astype(np.float32)
-    for t0, _, yhat in _clean_blocks(source, A, C, ring, dims):
-        B = yhat.shape[0]
-        out[:, t0:t0 + B] = (yhat.reshape(B, -1) @ At.T).T
+    if K == 0:
+        return out
+    A = sp.csc_matrix(A, dtype=np.float32)
+    FtA = ring.adjoint(A)
+    Mt = (A - FtA).T.tocsr()
+    model = (FtA.T @ A).tocsr()
+    b0 = ring.b0.ravel()
+    for t0, block in source:
+        B = block.shape[0]
+        y = np.asarray(block, np.float32).reshape(B, -1) - b0  # small numbers: no float32 cancellation
+        proj = np.asarray(Mt @ y.T)
+        proj += model @ C[:, t0:t0 + B]
+        out[:, t0:t0 + B] = proj
     return out
 
 
@@ -169,15 +181,63 @@ def search_regions(A: sp.csc_matrix, dims: tuple[int, int], radius: int) -> list
 
 
 def spatial_products(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims,
-                     regions: list[Region]) -> list[np.ndarray]:
-    """``sum_t (Y - B)[t, region_k] * C[k, t]`` for every component (one pass)."""
+                     regions: list[Region], *, weights: np.ndarray | None = None,
+                     batch: int = 16) -> list[np.ndarray]:
+    """``sum_t (Y - B)[t, region_k] * w_k(t)`` for every component (one pass).
+
+    ``B`` is the background of the model ``A C``; the weights ``w`` are the traces ``C`` unless
+    given (shape (K, T), e.g. a mask of frames to average).
+
+    With ``M_k = sum_t (Y_t - b0) w_k(t)`` and ``q_k = C w_k'``, the ring model's affine form gives
+    ``sum_t (Y - B)_t w_k(t) = M_k - F (M_k - A q_k)``. ``F`` needs ``M_k`` only on the ring grid
+    and only within a ring's reach of the region, so the pass accumulates ``M_k`` on the region and
+    its down-sampled counterpart on that margin; ``F`` is applied once per component afterwards,
+    not to every frame.
+    """
+    K = len(regions)
     out = [np.zeros((r.r1 - r.r0, r.c1 - r.c0)) for r in regions]
-    for t0, _, yhat in _clean_blocks(source, A, C, ring, dims):
-        Cb = C[:, t0:t0 + yhat.shape[0]]
+    if K == 0:
+        return out
+    s = ring.ssub_B
+    low_dims = ring.coef.shape[1:]
+    reach = ring.radius + 3  # ring, bilinear neighbours and the tile of each grid pixel
+    low_boxes = [_low_box(r, s, reach, low_dims) for r in regions]
+    low = [np.zeros((b[1] - b[0], b[3] - b[2])) for b in low_boxes]
+    C = np.asarray(C, np.float32)
+    weights = C if weights is None else np.asarray(weights, np.float32)
+    for t0, block in source:
+        Cb = weights[:, t0:t0 + block.shape[0]]
+        if not Cb.any():
+            continue
+        y = np.asarray(block, np.float32) - ring.b0  # small numbers: no float32 cancellation
+        yl = downsample_space(y, s)
         for k, r in enumerate(regions):
-            if r.mask.size:
-                out[k] += np.tensordot(Cb[k], yhat[:, r.r0:r.r1, r.c0:r.c1], axes=(0, 0))
+            if not r.mask.size or not Cb[k].any():
+                continue
+            out[k] += np.tensordot(Cb[k], y[:, r.r0:r.r1, r.c0:r.c1], axes=(0, 0))
+            b = low_boxes[k]
+            low[k] += np.tensordot(Cb[k], yl[:, b[0]:b[1], b[2]:b[3]], axes=(0, 0))
+    Q = (C.astype(np.float64) @ weights.T.astype(np.float64)).astype(np.float32)
+    A = sp.csc_matrix(A, dtype=np.float32)
+    live = [k for k, r in enumerate(regions) if r.mask.size]
+    for i in range(0, len(live), batch):
+        ks = live[i:i + batch]
+        aq = np.asarray(A @ Q[:, ks]).T.reshape((len(ks),) + tuple(dims))
+        z = -downsample_space(aq, s)
+        for j, k in enumerate(ks):
+            b = low_boxes[k]
+            z[j, b[0]:b[1], b[2]:b[3]] += low[k]
+        fl = ring.operator_low(z)
+        for j, k in enumerate(ks):
+            out[k] -= regions[k].box(fl[j])
     return out
+
+
+def _low_box(r: Region, s: int, reach: int, low_dims) -> tuple[int, int, int, int]:
+    """Box on the ring grid holding every grid pixel that the ring model of region ``r`` reads."""
+    h, w = low_dims
+    return (max(0, r.r0 // s - reach), min(h, -(-r.r1 // s) + reach),
+            max(0, r.c0 // s - reach), min(w, -(-r.c1 // s) + reach))
 
 
 def overlap_groups(A: sp.csc_matrix) -> list[np.ndarray]:
