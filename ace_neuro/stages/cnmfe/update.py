@@ -130,7 +130,7 @@ def project_data(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, dims)
         return out
     A = sp.csc_matrix(A, dtype=np.float32)
     FtA = ring.adjoint(A)
-    Mt = (A - FtA).T.tocsr()
+    Mt = (A - FtA).tocsr().T  # CSC: its product with a block runs twice as fast as CSR's
     model = (FtA.T @ A).tocsr()
     b0 = ring.b0.ravel()
     for t0, block in source:
