@@ -111,7 +111,6 @@ def _finished(dev, backfill_id):
 
 
 @needs_servers
-@pytest.mark.slow
 def test_backfill_on_postgres_and_celery_materialises_every_asset(cluster):
     from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
@@ -161,7 +160,6 @@ def _step_events(instance, run_id, step_key, event_type):
 
 
 @needs_servers
-@pytest.mark.slow
 def test_a_worker_process_killed_in_cnmfe_fails_the_run_cleanly_and_the_retry_finishes(cluster):
     from dagster import AssetKey, DagsterEventType, DagsterRunStatus, RunsFilter
 
