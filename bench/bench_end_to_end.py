@@ -32,8 +32,8 @@ from bench.realistic.runner import (DEFAULT_CACHE, DEFAULT_MINISIM_PYTHON, REPO,
 QUICK = ("ca1_200_1min", "cortex_300_2min_vessels_motion", "cortex_608_3min_motion")
 FULL = QUICK + ("ca1_200_10min",)
 HOUR = ("cortex_608_60min_motion",)
-#: free disk the one-hour run needs: the 3-minute 608x608 run stores 10.9 GB (FFV1 movie 1.4 and its DAQ
-#: copy 1.4, raw_movie 1.6, the float32 motion_corrected_movie 6.5), x 13.3 for an hour, plus a margin
+#: free disk the one-hour run needs: the 3-minute 608x608 run stores 10.3 GB (FFV1 movie 1.4 and its DAQ
+#: copy 1.4, raw_movie 1.5, the float32 motion_corrected_movie 5.9), x 13.3 for an hour, plus a margin
 HOUR_DISK_GIB = 150
 LINE_B = 2  # the project's line with use_suggested_params = TRUE
 STAGES = ("raw_movie", "cropped_movie", "dff_movie", "motion_corrected_movie", "cnmfe_summary_images",
