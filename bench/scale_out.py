@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from servers import (DagsterDev, Postgres, Redis, celery_worker, cluster_env, missing_servers,  # noqa: E402
-                     set_pool_limit, wait_for, wait_for_workers)
+from servers import (DagsterDev, celery_worker, cluster_env, missing_servers, set_pool_limit,  # noqa: E402
+                     start_postgres_and_redis, wait_for, wait_for_workers)
 
 
 def _load() -> str:
@@ -63,11 +63,7 @@ def main(argv=None) -> int:
     keys = sorted({k for a in all_assets() for k in a.keys}, key=lambda k: k.to_user_string())
     started, rows = [], []
     try:
-        pg = Postgres()
-        started.append(pg)
-        pg.start()
-        redis = Redis(root / "redis.log")
-        started.append(redis)
+        pg, redis = start_postgres_and_redis(root, started)
         env = cluster_env(pg, redis, home=home, demo=demo, storage=root / "storage")
         set_pool_limit(env, "heavy", 16)
         os.environ.update(pg.env())

@@ -202,6 +202,16 @@ class Redis:
         self.proc.stop(grace_s=5)
 
 
+def start_postgres_and_redis(root: Path, started: list) -> tuple["Postgres", "Redis"]:
+    """PostgreSQL and Redis on loopback, each appended to ``started`` as it comes up (the caller stops them)."""
+    pg = Postgres()
+    started.append(pg)
+    pg.start()
+    redis = Redis(root / "redis.log")
+    started.append(redis)
+    return pg, redis
+
+
 def set_pool_limit(env: dict, pool: str, limit: int) -> None:
     """``dagster instance concurrency set POOL LIMIT`` on the instance of ``env``'s DAGSTER_HOME.
 

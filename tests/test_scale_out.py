@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from servers import (REPO, DagsterDev, Postgres, Redis, celery_worker, cluster_env, missing_servers, set_pool_limit,
-                     wait_for, wait_for_workers)
+from servers import (REPO, DagsterDev, Postgres, celery_worker, cluster_env, missing_servers, set_pool_limit,
+                     start_postgres_and_redis, wait_for, wait_for_workers)
 
 BACKFILL_LINES = ["96", "97", "98"]
 KILL_LINE = "99"  # bigger, so CNMF-E lasts long enough to be killed halfway
@@ -68,11 +68,7 @@ def cluster(tmp_path_factory):
     shutil.copy(REPO / "deploy" / "cluster.yaml", home / "dagster.yaml")
     started, saved_env = [], {}
     try:
-        pg = Postgres()
-        started.append(pg)
-        pg.start()
-        redis = Redis(root / "redis.log")
-        started.append(redis)
+        pg, redis = start_postgres_and_redis(root, started)
         env = cluster_env(pg, redis, home=home, demo=demo, storage=root / "storage", ACE_PROGRESS_INTERVAL_S="0.2")
         set_pool_limit(env, "heavy", 16)  # the step docs/deploy.md asks for on a new database
         workers = []
