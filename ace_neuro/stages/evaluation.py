@@ -43,7 +43,7 @@ from ..params import EvaluationParams
 from .cnmfe.merge import core_supports, footprint_centroids
 from .cnmfe.result import CnmfeResult
 from .cnmfe.stream import FrameSource, auto_block_frames, validate_frames
-from .cnmfe.update import Region, spatial_products
+from .cnmfe.update import pixel_region, spatial_products
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None =
         keep = vals >= support_fraction * vals.max() if vals.size else np.zeros(0, bool)
         order = np.argsort(rows[keep], kind="stable")  # the order of a region's mask pixels
         supports.append((rows[keep][order], vals[keep][order]))
-    regions = [_support_region(rows, result.dims) for rows, _ in supports]
+    regions = [pixel_region(rows, result.dims) for rows, _ in supports]
     boxes = spatial_products(FrameSource(frames, block_frames=block_frames), A, result.C, result.ring_model(),
                              result.dims, regions, weights=act_mask)
     sums = [box[r.mask] for box, r in zip(boxes, regions)]
@@ -221,17 +221,6 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None =
         den = math.sqrt(float(a @ a) * float(y @ y))
         out[k] = float(a @ y) / den if den > 0 else 0.0
     return out
-
-
-def _support_region(rows: np.ndarray, dims) -> Region:
-    """The bounding box of a footprint's support pixels, with the support as its mask (C order)."""
-    if rows.size == 0:
-        return Region(0, 0, 0, 0, np.zeros((0, 0), bool))
-    y, x = np.divmod(rows, dims[1])
-    r0, c0 = int(y.min()), int(x.min())
-    mask = np.zeros((int(y.max()) + 1 - r0, int(x.max()) + 1 - c0), bool)
-    mask[y - r0, x - c0] = True
-    return Region(r0, int(y.max()) + 1, c0, int(x.max()) + 1, mask)
 
 
 # --------------------------------------------------------------------------- curation

@@ -246,9 +246,7 @@ class RingModel:
 
     def fluctuation(self, resid: np.ndarray) -> np.ndarray:
         """``W (Y - A C - b0)`` up-sampled to full frames, for a (B, H, W) block of ``Y - A C``."""
-        x = downsample_space(resid, self.ssub_B) - self._b0_low
-        low = self._filter.combine(x, self.coef)
-        return upsample_space(low, self.ssub_B, self.dims)
+        return self.operator_low(downsample_space(resid, self.ssub_B) - self._b0_low)
 
     def background(self, y: np.ndarray, ac: np.ndarray) -> np.ndarray:
         """Background ``B`` of a (B, H, W) block given the data and ``A C`` of the same frames."""

@@ -39,7 +39,7 @@ from .stream import downsample_space
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Region", "ac_block", "fit_ring_model", "project_data", "spatial_products", "search_regions",
+    "Region", "pixel_region", "ac_block", "fit_ring_model", "project_data", "spatial_products", "search_regions",
     "temporal_update", "TemporalFit", "spatial_update", "overlap_groups",
 ]
 
@@ -156,27 +156,30 @@ class Region:
         return img[..., self.r0:self.r1, self.c0:self.c1]
 
 
+def pixel_region(rows: np.ndarray, dims: tuple[int, int], radius: int = 0) -> Region:
+    """The region of the pixels ``rows`` (C-order indices) dilated by a disk of ``radius`` pixels."""
+    H, W = dims
+    if rows.size == 0:
+        return Region(0, 0, 0, 0, np.zeros((0, 0), bool))
+    y, x = np.divmod(rows, W)
+    r0, r1 = max(0, int(y.min()) - radius), min(H, int(y.max()) + radius + 1)
+    c0, c1 = max(0, int(x.min()) - radius), min(W, int(x.max()) + radius + 1)
+    m = np.zeros((r1 - r0, c1 - c0), bool)
+    m[y - r0, x - c0] = True
+    if radius > 0:
+        yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+        m = ndimage.binary_dilation(m, structure=(yy ** 2 + xx ** 2) <= radius ** 2)
+    return Region(r0, r1, c0, c1, m)
+
+
 def search_regions(A: sp.csc_matrix, dims: tuple[int, int], radius: int) -> list[Region]:
     """Support of each footprint dilated by a disk of ``radius`` pixels."""
-    H, W = dims
     A = A.tocsc()
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    disk = (yy ** 2 + xx ** 2) <= radius ** 2
     regions = []
     for k in range(A.shape[1]):
         rows = A.indices[A.indptr[k]:A.indptr[k + 1]]
         vals = A.data[A.indptr[k]:A.indptr[k + 1]]
-        rows = rows[vals > 0]
-        if rows.size == 0:
-            regions.append(Region(0, 0, 0, 0, np.zeros((0, 0), bool)))
-            continue
-        y, x = np.divmod(rows, W)
-        r0, r1 = max(0, y.min() - radius), min(H, y.max() + radius + 1)
-        c0, c1 = max(0, x.min() - radius), min(W, x.max() + radius + 1)
-        m = np.zeros((r1 - r0, c1 - c0), bool)
-        m[y - r0, x - c0] = True
-        m = ndimage.binary_dilation(m, structure=disk)
-        regions.append(Region(int(r0), int(r1), int(c0), int(c1), m))
+        regions.append(pixel_region(rows[vals > 0], dims, radius))
     return regions
 
 
