@@ -151,11 +151,15 @@ def prepare_project(rec: Recording, cache_dir: Path, work: Path) -> tuple[Path, 
     return write_project(work / "project", lines), data
 
 
-def run_pipeline(project: Path, data: Path, storage: Path, line_num: int, engine: str = "native") -> ChildRun:
-    """The lab's CLI, headless, in a child process with a temporary Dagster instance."""
+def run_pipeline(project: Path, data: Path, storage: Path, line_num: int, engine: str = "native",
+                 code: Path | None = None) -> ChildRun:
+    """The lab's CLI, headless, in a child process with a temporary Dagster instance; with ``code``
+    (a checkout of another revision) the child imports ``ace_neuro`` from there instead."""
     if storage.exists():
         shutil.rmtree(storage)
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ACE_STORAGE_ROOT")}
+    if code is not None:  # PYTHONPATH comes before the editable install's finder on sys.path
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     extra = [] if engine == "native" else ["--set", f"engine={engine}"]
     return run_child(["-m", "ace_neuro.pipelines.miniscope", "--line-num", str(line_num), "--project-path",
                       str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless",
@@ -218,15 +222,16 @@ def score_ourselves(truth: dict, est: dict):
 
 
 def run_line(rec: Recording, variant: str, cache_dir: Path, project: Path, data: Path, work: Path,
-             minisim_python: Path, *, keep_storage: bool = False, engine: str = "native") -> Row:
+             minisim_python: Path, *, keep_storage: bool = False, engine: str = "native",
+             code: Path | None = None) -> Row:
     """Run, export and score one CSV variant of one recording with one engine (its storage root is
     deleted after the export unless ``keep_storage``: the movies of a 608 x 608 x 12,000 run take
-    tens of GB)."""
+    tens of GB); ``code``: run another revision's checkout (:func:`run_pipeline`)."""
     line_num, _ = VARIANTS[variant]
     base = Row(recording=rec.name, variant=variant, gsig_csv=soma_gsig_px(rec), engine=engine)
-    tag = variant if engine == "native" else f"{variant}_{engine}"
+    tag = (variant if engine == "native" else f"{variant}_{engine}") + ("" if code is None else "_against")
     storage = work / f"storage_{tag}"
-    child = run_pipeline(project, data, storage, line_num, engine)
+    child = run_pipeline(project, data, storage, line_num, engine, code)
     steps = stage_seconds(child.stderr)
     base = dataclasses.replace(base, wall_s=child.seconds, cpu_s=child.cpu_seconds, peak_mib=child.peak_tree_mib,
                                motion_s=steps.get("motion_corrected_movie", float("nan")),
@@ -341,21 +346,31 @@ BASELINE_FIGURES = {"wall_s": ("wall s", "time", 0.20), "cpu_s": ("CPU s", "time
 DEFAULT_BASELINE = Path(__file__).resolve().parent / "baseline.json"
 
 
+def baseline_entries(rows: list[Row]) -> list[dict]:
+    """The figures a baseline keeps, one entry per native row that ran."""
+    return [{"recording": r.recording, "variant": r.variant, **{k: getattr(r, k) for k in BASELINE_FIGURES}}
+            for r in rows if not r.error and r.engine == "native"]
+
+
 def save_baseline(rows: list[Row], path: Path, header: str) -> None:
     """Write the rows' figures as the baseline later runs are compared with."""
-    entries = [{"recording": r.recording, "variant": r.variant, **{k: getattr(r, k) for k in BASELINE_FIGURES}}
-               for r in rows if not r.error and r.engine == "native"]
-    path.write_text(json.dumps({"header": header, "commit": _commit(), "rows": entries}, indent=1, default=float)
-                    + "\n")
+    path.write_text(json.dumps({"header": header, "commit": _commit(), "rows": baseline_entries(rows)}, indent=1,
+                               default=float) + "\n")
 
 
 def compare_with_baseline(rows: list[Row], path: Path) -> list[str]:
-    """One line per row found in the baseline: each figure now against then, worse ones flagged."""
+    """:func:`compare_rows` against the figures recorded in ``path`` (another run, perhaps another machine)."""
     if not path.exists():
         return [f"no baseline at {path} (--save-baseline writes one)"]
     base = json.loads(path.read_text())
-    then = {(e["recording"], e["variant"]): e for e in base["rows"]}
-    out = [f"against the baseline of {base.get('commit', '?')} ({path.name}):"]
+    return compare_rows(rows, base["rows"], f"against the baseline of {base.get('commit', '?')} ({path.name}):")
+
+
+def compare_rows(rows: list[Row], baseline: list[dict], title: str) -> list[str]:
+    """One line per row found in ``baseline`` (:func:`baseline_entries`): each figure now against
+    then, worse ones flagged."""
+    then = {(e["recording"], e["variant"]): e for e in baseline}
+    out = [title]
     for r in rows:
         old = then.get((r.recording, r.variant))
         if old is None or r.error or r.engine != "native":  # the baseline holds the native engine
@@ -380,6 +395,26 @@ def compare_with_baseline(rows: list[Row], path: Path) -> list[str]:
     return out
 
 
+def checkout_revision(rev: str, folder: Path) -> Path:
+    """A detached git worktree of ``rev`` under ``folder`` (made once per commit); its path."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit(f"--against {rev!r}: not a commit of this repository ({proc.stderr.strip()})")
+    sha = proc.stdout.strip()
+    tree = folder / sha[:12]
+    if not (tree / "ace_neuro").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), sha], cwd=REPO, check=True,
+                       capture_output=True)
+    return tree
+
+
+def remove_checkout(tree: Path) -> None:
+    """Undo :func:`checkout_revision`."""
+    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+
+
 def _commit() -> str:
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return proc.stdout.strip() or "?"
@@ -402,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-storage", action="store_true", help="keep each run's stored outputs (large)")
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="figures to compare with")
     ap.add_argument("--save-baseline", action="store_true", help="write this run's figures as the baseline")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also run the native engine of git revision REV on every line, alternating with this "
+                         "code, and compare the two in the same run (same machine, same load)")
     ap.add_argument("--engines", default="native",
                     help="comma-separated engines to run on the same recordings: native, caiman (default native)")
     ap.add_argument("--caiman-python", type=Path, default=None,
@@ -425,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     folders = ensure_generated(recordings, args.cache, args.minisim_python)
     print(f"  recordings ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = []
+    against = None if args.against is None else checkout_revision(args.against, args.out / "against")
+    rows, against_rows = [], []
     for rec in recordings:
         work = args.out / "work" / rec.name
         project, data = prepare_project(rec, folders[rec.name], work)
@@ -435,10 +474,21 @@ def main(argv: list[str] | None = None) -> int:
                                keep_storage=args.keep_storage, engine=engine)
                 rows.append(row)
                 print("  " + "  ".join(table_cells(row)), flush=True)
+            if against is not None:
+                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
+                               code=against)
+                against_rows.append(row)
+                print(f"  {args.against}: " + "  ".join(table_cells(row)), flush=True)
     print("\n" + format_table(rows, markdown=False))
     if len(engines) > 1:
         print("\nside by side (peak MiB: the whole process tree):\n" + side_by_side(rows, engines, markdown=False))
     comparison = compare_with_baseline(rows, args.baseline)
+    if against is not None:
+        print(f"\nrevision {args.against} ({against.name}), run alternately with this code:\n"
+              + format_table(against_rows, markdown=False))
+        comparison += compare_rows(rows, baseline_entries(against_rows),
+                                   f"against revision {args.against} in this run (same machine, same load):")
+        remove_checkout(against)
     print("\n" + "\n".join(comparison))
     write_report(rows, recordings, args.out, header)
     if args.save_baseline:
