@@ -144,7 +144,7 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return out, time.perf_counter() - t0
 
 
-def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
+def run_child(args: Sequence[str], *, env: dict | None = None, cwd: str | os.PathLike | None = None) -> ChildRun:
     """Run ``python <args>`` in a fresh process: wall time and peak memory (its own and its tree's).
 
     ``args`` is what would follow ``python`` on a command line (``["-m", "bench.x", "--n", "5"]``,
@@ -153,6 +153,7 @@ def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
     if the child died before reporting them). ``peak_tree_mib`` adds every process the child
     starts, grandchildren included (sampled every :data:`TREE_SAMPLE_S` s, proportional set
     size). Output goes through temporary files, so a chatty child cannot block on a full pipe.
+    ``cwd`` is the child's working folder, which is also the first entry of its ``sys.path``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = os.path.join(tmp, "peak")
@@ -161,7 +162,7 @@ def run_child(args: Sequence[str], *, env: dict | None = None) -> ChildRun:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, *args], stdout=out, stderr=err,
-                                    env=child_env)
+                                    env=child_env, cwd=cwd)
             sampler = _TreeSampler(proc.pid)
             try:
                 code = proc.wait()

@@ -154,16 +154,16 @@ def prepare_project(rec: Recording, cache_dir: Path, work: Path) -> tuple[Path, 
 def run_pipeline(project: Path, data: Path, storage: Path, line_num: int, engine: str = "native",
                  code: Path | None = None) -> ChildRun:
     """The lab's CLI, headless, in a child process with a temporary Dagster instance; with ``code``
-    (a checkout of another revision) the child imports ``ace_neuro`` from there instead."""
+    (a checkout of another revision) the child runs in that folder, and since a child's working
+    folder comes first on its ``sys.path``, ahead of the editable install, it imports that
+    revision's ``ace_neuro``."""
     if storage.exists():
         shutil.rmtree(storage)
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ACE_STORAGE_ROOT")}
-    if code is not None:  # PYTHONPATH comes before the editable install's finder on sys.path
-        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     extra = [] if engine == "native" else ["--set", f"engine={engine}"]
     return run_child(["-m", "ace_neuro.pipelines.miniscope", "--line-num", str(line_num), "--project-path",
-                      str(project), "--data-path", str(data), "--storage-root", str(storage), "--headless",
-                      *extra], env=env)
+                      str(project.resolve()), "--data-path", str(data.resolve()), "--storage-root",
+                      str(storage.resolve()), "--headless", *extra], env=env, cwd=code)
 
 
 def stage_seconds(cli_log: str) -> dict[str, float]:
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  " + "  ".join(table_cells(row)), flush=True)
             if against is not None:
                 row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
-                               code=against)
+                               keep_storage=args.keep_storage, code=against)
                 against_rows.append(row)
                 print(f"  {args.against}: " + "  ".join(table_cells(row)), flush=True)
     print("\n" + format_table(rows, markdown=False))
