@@ -45,6 +45,8 @@ Parameters and what the native engine does with each:
 ``border_pix``                 no seeds and no footprint pixels within this many edge pixels
 ``method_deconvolution``       only ``oasis``
 ``use_suggested``              replace gSig/gSiz/min_corr/min_pnr by :func:`.suggest_parameters`
+                               (widths measured on a 1,000-frame sample, so step 1 still
+                               summarises the whole movie once)
 =============================  ==============================================================
 """
 from __future__ import annotations
@@ -288,16 +290,17 @@ def run_cnmfe(frames, params: CnmfeParams, *, frame_rate: float, block_frames: i
 
     # 1. summary images ---------------------------------------------------------------
     report("summary images", 0.02)
-    gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
-    stats = summarize_filtered(src_i, gSig_i, center_psf=params.center_psf,
-                               pnr_scale=pnr_scale * pnr_calibration(gSig_i, center_psf=params.center_psf))
+    sample = _advice_sample(frames, T, block_frames, tsub, ssub)
     advice: tuple = ()
     if params.use_suggested:
-        gSig, gSiz, min_corr, min_pnr, stats = _apply_suggestion(src_i, stats, gSig, gSiz, ssub, params,
+        sample_i = sample if scale_img is None else _NormalisedSource(sample, scale_img)
+        gSig, gSiz, min_corr, min_pnr, stats = _apply_suggestion(src_i, sample_i, gSig, gSiz, ssub, params,
                                                                  pnr_scale, notes)
         gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
     else:
-        advice = _advice(frames, block_frames, stats, gSig_i, gSiz_i, params)
+        gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
+        stats = _summary_stats(src_i, gSig_i, params.center_psf, pnr_scale)
+        advice = _advice(sample, stats, gSig_i, gSiz_i, params)
         for a in advice:
             log.warning(a.message)
 
@@ -523,39 +526,50 @@ def _append_placeholder_traces(tf: TemporalFit, C: np.ndarray) -> TemporalFit:
                        g=np.concatenate([tf.g, np.zeros((len(extra), 2))]))
 
 
-def _apply_suggestion(src, stats, gSig, gSiz, ssub, params, pnr_scale, notes):
-    """Replace gSig/gSiz/min_corr/min_pnr by suggestions from the data (use_suggested)."""
+def _summary_stats(src, gSig_i, center_psf: bool, pnr_scale: float) -> FilteredStats:
+    """Correlation and PNR statistics of ``src`` filtered with ``gSig_i`` (two passes)."""
+    return summarize_filtered(src, gSig_i, center_psf=center_psf,
+                              pnr_scale=pnr_scale * pnr_calibration(gSig_i, center_psf=center_psf))
+
+
+def _advice_sample(frames, n_frames: int, block_frames: int, tsub: int, ssub: int) -> FrameSource:
+    """``ADVICE_FRAMES`` frames in a few contiguous runs, on the initialisation grid: where footprint
+    widths are measured, for the advice and for ``use_suggested`` alike."""
+    return FrameSource(frames, block_frames=block_frames, tsub=tsub, ssub=ssub,
+                       ranges=subsample_ranges(n_frames, ADVICE_FRAMES))
+
+
+def _apply_suggestion(src, sample, gSig, gSiz, ssub, params, pnr_scale, notes):
+    """Replace gSig/gSiz/min_corr/min_pnr by suggestions from the data (use_suggested).
+
+    The footprint widths (hence ``gSig``) are measured on ``sample`` filtered with the CSV's
+    ``gSig``, so the summary of the whole movie is computed once, with the suggested ``gSig``;
+    the thresholds come from that summary.
+    """
     gSig_i, gSiz_i = _scaled_pair(gSig, ssub), _scaled_pair(gSiz, ssub)
-    summary = _summary_from_stats(src, stats, gSig_i, gSiz_i, params.center_psf)
-    sug = suggest_parameters(summary)
+    sample_stats = _summary_stats(sample, gSig_i, params.center_psf, pnr_scale)
+    measured = _summary_from_stats(sample, sample_stats, gSig_i, gSiz_i, params.center_psf)
+    sug = suggest_parameters(measured)
+    stats = _summary_stats(src, sug.gSig, params.center_psf, pnr_scale)
+    sug2 = suggest_parameters(_summary_from_stats(src, stats, sug.gSig, sug.gSiz, params.center_psf,
+                                                  sizes=measured.size_samples))
+    min_corr, min_pnr = sug2.min_corr, sug2.min_pnr
     new_gSig = tuple(int(g * ssub) for g in sug.gSig)
-    if tuple(sug.gSig) != tuple(gSig_i):
-        stats = summarize_filtered(src, sug.gSig, center_psf=params.center_psf,
-                                   pnr_scale=pnr_scale * pnr_calibration(sug.gSig, center_psf=params.center_psf))
-        summary = _summary_from_stats(src, stats, sug.gSig, sug.gSiz, params.center_psf, sizes=summary.size_samples)
-        sug2 = suggest_parameters(summary)
-        min_corr, min_pnr = sug2.min_corr, sug2.min_pnr
-        threshold_notes = sug2.notes[1:]
-    else:
-        min_corr, min_pnr = sug.min_corr, sug.min_pnr
-        threshold_notes = sug.notes[1:]
     new_gSiz = tuple(4 * g + 1 for g in new_gSig)
     notes.append(f"use_suggested: gSig {tuple(gSig)} -> {new_gSig}, gSiz {tuple(gSiz)} -> {new_gSiz}, "
                  f"min_corr {params.min_corr} -> {min_corr}, min_pnr {params.min_pnr} -> {min_pnr}")
     notes.append(sug.notes[0])
-    notes.extend(threshold_notes)
+    notes.extend(sug2.notes[1:])
     return new_gSig, new_gSiz, float(min_corr), float(min_pnr), stats
 
 
-def _advice(frames, block_frames: int, stats: FilteredStats, gSig_i, gSiz_i, params: CnmfeParams) -> tuple:
+def _advice(sample, stats: FilteredStats, gSig_i, gSiz_i, params: CnmfeParams) -> tuple:
     """Where the CSV's gSig, min_corr or min_pnr is far from what the data show.
 
-    The footprints are measured on a subsample (``ADVICE_FRAMES`` frames in a few runs), so the
-    advice costs a fraction of one pass.
+    The footprints are measured on ``sample`` (:func:`_advice_sample`), so the advice costs a
+    fraction of one pass.
     """
-    ssub, tsub = int(params.ssub), int(params.tsub)
-    ranges = subsample_ranges(stats.n_frames * tsub, ADVICE_FRAMES)
-    sample = FrameSource(frames, block_frames=block_frames, tsub=tsub, ssub=ssub, ranges=ranges)
+    ssub = int(params.ssub)
     sug = suggest_parameters(_summary_from_stats(sample, stats, gSig_i, gSiz_i, params.center_psf))
     sug = dataclasses.replace(sug, gSig=tuple(int(g * ssub) for g in sug.gSig),
                               footprint_sigma_px=sug.footprint_sigma_px * ssub)
