@@ -16,6 +16,7 @@ installed (.ci/run installs them).
 import os
 import shutil
 import signal
+import sys
 import time
 
 import pytest
@@ -236,15 +237,27 @@ def test_celery_executor_takes_broker_and_backend_from_the_environment():
     assert job.executor_def is chosen
 
 
-@pytest.mark.parametrize("env, says", [({"ACE_EXECUTOR": "celery"}, "ACE_CELERY_BROKER"),
-                                       ({"ACE_EXECUTOR": "slurm"}, "default, multiprocess, in_process, celery")])
-def test_an_executor_that_cannot_be_used_says_what_to_set(env, says):
+def _executor_problem(env) -> str:
     from ace_assets.definitions import executor_from_env
     from ace_neuro.errors import EnvironmentProblem
 
     with pytest.raises(EnvironmentProblem) as err:
         executor_from_env(env)
-    assert says in f"{err.value} {err.value.fix}"
+    return f"{err.value} {err.value.fix}"
+
+
+def test_an_unknown_executor_lists_the_known_ones():
+    assert "default, multiprocess, in_process, celery" in _executor_problem({"ACE_EXECUTOR": "slurm"})
+
+
+def test_celery_without_a_broker_says_what_to_set():
+    pytest.importorskip("dagster_celery", reason="the cluster extra (dagster-celery) is not installed")
+    assert "ACE_CELERY_BROKER" in _executor_problem({"ACE_EXECUTOR": "celery"})
+
+
+def test_celery_without_the_cluster_extra_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dagster_celery", None)  # what an environment without the extra sees
+    assert "pip install 'ace-neuro[cluster]'" in _executor_problem({"ACE_EXECUTOR": "celery"})
 
 
 @needs_servers
