@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,6 +425,26 @@ def minisim_version(minisim_python: Path) -> str:
     return subprocess.run([str(minisim_python), "-c", code], capture_output=True, text=True).stdout.strip()
 
 
+def run_lines(recordings, folders: dict, args, engines: list[str], against: Path | None) -> tuple[list, list]:
+    """Every line of every recording with each engine and, right after, with the code of ``against``."""
+    rows, against_rows = [], []
+    for rec in recordings:
+        work = args.out / "work" / rec.name
+        project, data = prepare_project(rec, folders[rec.name], work)
+        for variant in args.variants:
+            for engine in engines:
+                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
+                               keep_storage=args.keep_storage, engine=engine)
+                rows.append(row)
+                print("  " + "  ".join(table_cells(row)), flush=True)
+            if against is not None:
+                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
+                               keep_storage=args.keep_storage, code=against)
+                against_rows.append(row)
+                print(f"  {args.against}: " + "  ".join(table_cells(row)), flush=True)
+    return rows, against_rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--all", action="store_true", help="every recording (default: the default subset)")
@@ -464,21 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     folders = ensure_generated(recordings, args.cache, args.minisim_python)
     print(f"  recordings ready in {time.perf_counter() - t0:.0f} s", flush=True)
     against = None if args.against is None else checkout_revision(args.against, args.out / "against")
-    rows, against_rows = [], []
-    for rec in recordings:
-        work = args.out / "work" / rec.name
-        project, data = prepare_project(rec, folders[rec.name], work)
-        for variant in args.variants:
-            for engine in engines:
-                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
-                               keep_storage=args.keep_storage, engine=engine)
-                rows.append(row)
-                print("  " + "  ".join(table_cells(row)), flush=True)
-            if against is not None:
-                row = run_line(rec, variant, folders[rec.name], project, data, work, args.minisim_python,
-                               keep_storage=args.keep_storage, code=against)
-                against_rows.append(row)
-                print(f"  {args.against}: " + "  ".join(table_cells(row)), flush=True)
+    try:
+        rows, against_rows = run_lines(recordings, folders, args, engines, against)
+    finally:  # a killed or failed run leaves no worktree registered in this repository
+        if against is not None:
+            remove_checkout(against)
     print("\n" + format_table(rows, markdown=False))
     if len(engines) > 1:
         print("\nside by side (peak MiB: the whole process tree):\n" + side_by_side(rows, engines, markdown=False))
@@ -488,7 +497,6 @@ def main(argv: list[str] | None = None) -> int:
               + format_table(against_rows, markdown=False))
         comparison += compare_rows(rows, baseline_entries(against_rows),
                                    f"against revision {args.against} in this run (same machine, same load):")
-        remove_checkout(against)
     print("\n" + "\n".join(comparison))
     write_report(rows, recordings, args.out, header)
     if args.save_baseline:
