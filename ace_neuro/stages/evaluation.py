@@ -11,12 +11,9 @@ Each component gets
   a single transient peaking at 5 noise units (decay 0.4 s at 30 fps) 3-4.
 * ``r_value`` - the spatial correlation between the footprint and the movie
   during the component's active frames: up to 5 peaks of its denoised trace
-  (above 30% of its maximum, 10 frames apart), frames ``[peak - 3, peak + 10]``,
-  without those where an overlapping component is active too (as long as enough
-  remain); the movie without the background and the *other* components,
-  ``Y - B - sum_{j != k} a_j c_j``, is averaged over those frames and correlated
-  with the footprint over its support. One streaming pass: the neighbours' share
-  of the average is ``a_j`` times the mean of ``c_j`` over the frames, known from ``C``.
+  (above 30% of its maximum, 10 frames apart), frames ``[peak - 3, peak + 10]``;
+  the background-subtracted movie ``Y - B`` is averaged over those frames and
+  correlated with the footprint over its support. One streaming pass.
 
 ``accepted = snr >= min_SNR and r_value >= rval_thr``. A manual curation
 (components rejected or restored by a person, :func:`load_curation` /
@@ -39,7 +36,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy.special import log_ndtr, ndtri_exp
 
 from ..errors import ParameterError, ProjectError, RawDataError
@@ -214,28 +210,17 @@ def component_rvalues(frames, result: CnmfeResult, *, block_frames: int | None =
     boxes = spatial_products(FrameSource(frames, block_frames=block_frames), A, result.C, result.ring_model(),
                              result.dims, regions, weights=act_mask)
     sums = [box[r.mask] for box, r in zip(boxes, regions)]
-    # mean_trace[j, k]: mean of c_j over component k's frames
-    n_act = np.maximum(act_mask.sum(axis=1), 1)
-    mean_trace = (result.C.astype(np.float64) @ act_mask.T.astype(np.float64)) / n_act
-    A_rows = A.tocsr()
     out = np.full(K, np.nan)
     for k in range(K):
         if len(act[k]) == 0 or len(supports[k][0]) < 2:
             continue
         a = supports[k][1].astype(np.float64)
-        y = sums[k] / len(act[k]) - _neighbours_light(A_rows, supports[k][0], mean_trace[:, k], k)
+        y = sums[k] / len(act[k])
         a = a - a.mean()
         y = y - y.mean()
         den = math.sqrt(float(a @ a) * float(y @ y))
         out[k] = float(a @ y) / den if den > 0 else 0.0
     return out
-
-
-def _neighbours_light(A_rows: sp.csr_matrix, pixels: np.ndarray, mean_trace: np.ndarray, k: int) -> np.ndarray:
-    """``sum_{j != k} a_j[pixels] * mean_trace[j]``: what the other components put on ``pixels``."""
-    weights = mean_trace.copy()
-    weights[k] = 0.0
-    return np.asarray(A_rows[pixels] @ weights).ravel()
 
 
 # --------------------------------------------------------------------------- curation
