@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ace_neuro.pipelines.miniscope import MiniscopePipeline
 from ace_neuro.stages.cnmfe.truth_match import (match_by_energy_iou, matched_trace_r, offset_aligned_rmse,
-                                                trajectory_offset)
+                                                shift_footprints, trajectory_offset)
 from ace_neuro.storage import open_movie, read_bundle, read_table
 
 FIXTURE = Path(__file__).parent / "data" / "minisim_small"
@@ -31,11 +31,14 @@ SUGGESTED_LINE = 2
 # 21 accepted, 20 of the 43 detectable units matched: F1 0.625, precision 0.952, recall 0.465,
 # mean IoU 0.69; median trace r 0.986; rigid motion RMSE 0.94 px - still worse than not
 # correcting (0.62 px): on this 128 x 128 field a frame holds too little structure for its shift.
+# Every accepted component overlaps a detectable unit with cosine >= MIN_COSINE: what we report is
+# real even where its shape misses IoU 0.5.
 # (When the test was written, before the robust shift fit, the footprint skirts and the
 # two-neuron split: F1 0.563, precision 0.857, recall 0.419, trace r 0.977, RMSE 1.41 px.)
 MIN_F1 = 0.60
 MIN_PRECISION = 0.90
 MIN_RECALL = 0.44
+MIN_COSINE = 0.75
 MIN_TRACE_R = 0.98
 MAX_MOTION_RMSE_PX = 1.1
 
@@ -47,7 +50,9 @@ def _csc(arrays, prefix: str = "A") -> sp.csc_matrix:
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    """Run line 2 on a copy of the fixture; (match, trace r, motion RMSE, zero-shift RMSE)."""
+    """Run line 2 on a copy of the fixture; (match, trace r, motion RMSE, zero-shift RMSE, best cosines).
+
+    The last is, for each accepted component, its largest footprint cosine with a detectable unit."""
     root = tmp_path_factory.mktemp("minisim")
     shutil.copytree(FIXTURE, root / "data")
     with pytest.MonkeyPatch.context() as mp:
@@ -65,7 +70,16 @@ def scored(tmp_path_factory):
                                 dims=tuple(truth["shape"][1:]), shift=trajectory_offset(rigid, truth["shifts"]))
     trace_r = float(np.nanmedian(matched_trace_r(estimates.C[accepted], truth["C"], match)))
     return (match, trace_r, offset_aligned_rmse(rigid, truth["shifts"]),
-            offset_aligned_rmse(np.zeros_like(truth["shifts"]), truth["shifts"]))
+            offset_aligned_rmse(np.zeros_like(truth["shifts"]), truth["shifts"]),
+            _best_cosines(shift_footprints(estimates.A[:, np.flatnonzero(accepted)], tuple(truth["shape"][1:]),
+                                           *match.shift), _csc(truth)))
+
+
+def _best_cosines(found: sp.csc_matrix, true: sp.csc_matrix) -> np.ndarray:
+    def unit(m):
+        m = sp.csc_matrix(m, dtype=np.float64)
+        return m @ sp.diags(1.0 / np.maximum(np.sqrt(np.asarray(m.multiply(m).sum(axis=0))).ravel(), 1e-12))
+    return np.asarray((unit(found).T @ unit(true)).max(axis=1).todense()).ravel()
 
 
 def test_fixture_is_a_v4_daq_session():
@@ -79,27 +93,32 @@ def test_fixture_is_a_v4_daq_session():
 
 
 def test_detection_against_minisim_truth(scored):
-    match, _, _, _ = scored
+    match, *_ = scored
     assert match.n_true == 43
     assert match.f1 >= MIN_F1, match.summary()
     assert match.precision >= MIN_PRECISION, match.summary()
     assert match.recall >= MIN_RECALL, match.summary()
 
 
+def test_every_accepted_component_is_a_real_unit(scored):
+    *_, best_cosine = scored
+    assert best_cosine.min() >= MIN_COSINE, np.round(np.sort(best_cosine)[:5], 2)
+
+
 def test_traces_of_matched_components(scored):
-    _, trace_r, _, _ = scored
+    _, trace_r, *_ = scored
     assert trace_r >= MIN_TRACE_R
 
 
 def test_rigid_motion_against_minisim_truth(scored):
-    _, _, rmse, _ = scored
+    _, _, rmse, *_ = scored
     assert rmse <= MAX_MOTION_RMSE_PX
 
 
 @pytest.mark.xfail(strict=True, reason="the rigid estimate on this small field is noisier than the motion "
                                        "itself (0.94 vs 0.62 px); remove this mark when it passes")
 def test_motion_correction_beats_no_correction(scored):
-    _, _, rmse, no_correction = scored
+    _, _, rmse, no_correction, _ = scored
     assert rmse < no_correction
 
 
