@@ -20,6 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 from ace_neuro.pipelines.miniscope import MiniscopePipeline
+from ace_neuro.stages.cnmfe.scoring import match_footprints
 from ace_neuro.stages.cnmfe.truth_match import (match_by_energy_iou, matched_trace_r, offset_aligned_rmse,
                                                 shift_footprints, trajectory_offset)
 from ace_neuro.storage import open_movie, read_bundle, read_table
@@ -71,15 +72,8 @@ def scored(tmp_path_factory):
     trace_r = float(np.nanmedian(matched_trace_r(estimates.C[accepted], truth["C"], match)))
     return (match, trace_r, offset_aligned_rmse(rigid, truth["shifts"]),
             offset_aligned_rmse(np.zeros_like(truth["shifts"]), truth["shifts"]),
-            _best_cosines(shift_footprints(estimates.A[:, np.flatnonzero(accepted)], tuple(truth["shape"][1:]),
-                                           *match.shift), _csc(truth)))
-
-
-def _best_cosines(found: sp.csc_matrix, true: sp.csc_matrix) -> np.ndarray:
-    def unit(m):
-        m = sp.csc_matrix(m, dtype=np.float64)
-        return m @ sp.diags(1.0 / np.maximum(np.sqrt(np.asarray(m.multiply(m).sum(axis=0))).ravel(), 1e-12))
-    return np.asarray((unit(found).T @ unit(true)).max(axis=1).todense()).ravel()
+            match_footprints(shift_footprints(estimates.A[:, np.flatnonzero(accepted)], tuple(truth["shape"][1:]),
+                                              *match.shift), _csc(truth)).similarity_matrix.max(axis=1))
 
 
 def test_fixture_is_a_v4_daq_session():
