@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from scipy.signal import lfilter
 
 from ace_neuro.stages.cnmfe.background import RingFilter, RingModel, ring_offsets, ring_radius
+from ace_neuro.stages.cnmfe.boxsums import BoxSums
 from ace_neuro.stages.cnmfe.errors import CnmfeInputError, CnmfeParameterError
 from ace_neuro.stages.cnmfe.init import extract_seeds
 from ace_neuro.stages.cnmfe.merge import find_duplicates, footprint_centroids, merge_components
@@ -221,6 +222,24 @@ def test_spatial_pass_equals_correlating_the_background_subtracted_movie(toy, ss
     for k, r in enumerate(regions):
         expected = np.tensordot(C[k].astype(np.float64), r.box(yhat), axes=(0, 0))
         np.testing.assert_allclose(got[k], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_box_sums_equal_one_weighted_sum_per_box():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 40, 50)).astype(np.float32)
+    w = rng.standard_normal((6, 7)).astype(np.float32)
+    w[4] = 0.0  # a box whose weights are all zero
+    boxes = [(0, 9, 0, 9), (3, 14, 5, 16), (30, 40, 41, 50), (12, 12, 7, 7), (20, 31, 20, 33), (21, 30, 22, 30)]
+    sums = BoxSums(boxes, cell=16)
+    got = sums.zeros()
+    sums.add(got, w, x)
+    sums.add(got, w, x, only=np.array([1, 5]))  # a second block, for some boxes only
+    for k, (r0, r1, c0, c1) in enumerate(boxes):
+        expected = np.tensordot(w[k].astype(np.float64), x[:, r0:r1, c0:c1], axes=(0, 0))
+        if k in (1, 5):
+            expected = 2 * expected
+        assert got[k].shape == (r1 - r0, c1 - c0)
+        np.testing.assert_allclose(got[k], expected, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- initialisation

@@ -21,7 +21,10 @@ for neurons hidden by brighter neighbours.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -29,6 +32,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .boxsums import BoxSums
 from .oasis import noise_mad
 from .summary import FilteredStats, median_last, spatial_filter
 
@@ -41,6 +45,12 @@ MAX_CORR_BG = 0.3
 MIN_PIXELS = 3
 FOOTPRINT_THRESHOLD = 0.1
 DUPLICATE_TRACE_CORR = 0.8
+#: background pixels whose median is a seed's background trace: an even sample of the box's
+#: pixels uncorrelated with the seed (the median of 256 pixels is within a tenth of a pixel's
+#: noise of the median of all of them, at a sixth of the cost)
+MAX_BACKGROUND_PIXELS = 256
+#: threads for the per-seed background medians (NumPy's partition runs without the GIL)
+MEDIAN_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -114,16 +124,16 @@ def extract_seeds(blocks: Iterable[tuple[int, np.ndarray]], stats: FilteredStats
     norm = np.where(stats.norm > 0, stats.norm, 1.0).astype(np.float32)
 
     # pass 1: correlation of each box with its seed's filtered trace -----------------------
-    cross = [np.zeros((b[1] - b[0], b[3] - b[2])) for b in boxes]
+    sums = BoxSums(boxes)
+    cross = sums.zeros()
     seed_tr = np.zeros((N, T), np.float32)
     for t0, block in blocks:
         G = spatial_filter(block, gSig, center_psf=center_psf)
         G -= mean
         g0 = G[:, sy, sx]  # (B, N)
         seed_tr[:, t0:t0 + G.shape[0]] = g0.T
-        for i, (r0, r1, c0, c1) in enumerate(boxes):
-            cross[i] += np.tensordot(g0[:, i], G[:, r0:r1, c0:c1], axes=(0, 0))
-    core_w, bg_mask, ok = [], [], np.ones(N, dtype=bool)
+        sums.add(cross, g0.T, G)
+    core_w, bg_idx, ok = [], [], np.ones(N, dtype=bool)
     for i, (r0, r1, c0, c1) in enumerate(boxes):
         corr = cross[i] / (norm[r0:r1, c0:c1] * norm[sy[i], sx[i]])
         core = corr > MIN_CORR_NEURON
@@ -132,29 +142,28 @@ def extract_seeds(blocks: Iterable[tuple[int, np.ndarray]], stats: FilteredStats
         if not core.any() or d.size < 2 or d.max() < 3 * d.std():
             ok[i] = False
         w = np.where(core, 1.0 / norm[r0:r1, c0:c1], 0.0) / max(int(core.sum()), 1)
-        core_w.append(w.astype(np.float32))
-        bg_mask.append(corr < MAX_CORR_BG)
+        core_w.append(_box_image(w, boxes[i], dims))
+        bg_idx.append(_spread_sample(_box_pixels(corr < MAX_CORR_BG, boxes[i], dims), MAX_BACKGROUND_PIXELS))
+    idx_ok = np.flatnonzero(ok)
+    if idx_ok.size == 0:
+        return empty
+    core_mat = sp.vstack(core_w).tocsr().astype(np.float32)
 
     # pass 2: neuron and background traces, regression sums -------------------------------
     ci = np.zeros((N, T), np.float32)
     ybg = np.zeros((N, T), np.float32)
-    xty_c = [np.zeros((b[1] - b[0], b[3] - b[2])) for b in boxes]
-    xty_b = [np.zeros_like(x) for x in xty_c]
-    idx_ok = np.flatnonzero(ok)
-    for t0, block in blocks:
-        G = spatial_filter(block, gSig, center_psf=center_psf)
-        G -= mean
-        sl = slice(t0, t0 + block.shape[0])
-        for i in idx_ok:
-            r0, r1, c0, c1 = boxes[i]
-            c_t = np.tensordot(G[:, r0:r1, c0:c1], core_w[i], axes=([1, 2], [0, 1]))
-            raw = block[:, r0:r1, c0:c1]
-            bm = bg_mask[i]
-            b_t = median_last(raw[:, bm]) if bm.any() else np.ones(block.shape[0], np.float32)
-            ci[i, sl] = c_t
-            ybg[i, sl] = b_t
-            xty_c[i] += np.tensordot(c_t, raw, axes=(0, 0))
-            xty_b[i] += np.tensordot(b_t, raw, axes=(0, 0))
+    xty_c, xty_b = sums.zeros(), sums.zeros()
+    chunks = [[bg_idx[i] for i in part] for part in np.array_split(idx_ok, MEDIAN_THREADS) if part.size]
+    with ThreadPoolExecutor(max_workers=MEDIAN_THREADS, thread_name_prefix="cnmfe-init") as pool:
+        for t0, block in blocks:
+            G = spatial_filter(block, gSig, center_psf=center_psf)
+            G -= mean
+            B = block.shape[0]
+            sl = slice(t0, t0 + B)
+            ci[:, sl] = core_mat @ G.reshape(B, -1).T
+            flat = block.reshape(B, -1)
+            ybg[idx_ok, sl] = np.concatenate(list(pool.map(partial(_background_traces, flat), chunks)))
+            sums.add_several([xty_c, xty_b], [ci[:, sl], ybg[:, sl]], block, only=idx_ok)
 
     raw_sum = stats.raw_sum
     footprints: list[np.ndarray] = []
@@ -190,6 +199,37 @@ def extract_seeds(blocks: Iterable[tuple[int, np.ndarray]], stats: FilteredStats
     log.debug("init: %d seeds -> %d footprints -> %d after deduplication", N, len(kept), int(keep.sum()))
     return InitResult(A=A[:, np.flatnonzero(keep)].tocsc(), C=C[keep],
                       seeds=seeds[kept_arr[keep], :2].astype(int), scores=seeds[kept_arr[keep], 2], n_candidates=N)
+
+
+def _box_image(values: np.ndarray, box, dims: tuple[int, int]) -> sp.csr_matrix:
+    """A box's values as one sparse row over the whole (C-order) frame."""
+    r0, r1, c0, c1 = box
+    yy, xx = np.nonzero(values)
+    cols = (yy + r0) * dims[1] + xx + c0
+    return sp.csr_matrix((values[yy, xx], (np.zeros(len(cols), int), cols)), shape=(1, dims[0] * dims[1]))
+
+
+def _box_pixels(mask: np.ndarray, box, dims: tuple[int, int]) -> np.ndarray:
+    """C-order frame indices of the pixels of a box's ``mask``."""
+    yy, xx = np.nonzero(mask)
+    return (yy + box[0]) * dims[1] + xx + box[2]
+
+
+def _spread_sample(pixels: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of ``pixels`` (sorted frame indices), evenly spread over the list."""
+    if pixels.size <= n:
+        return pixels
+    return pixels[np.linspace(0, pixels.size - 1, n).round().astype(int)]
+
+
+def _background_traces(flat: np.ndarray, pixel_sets: list[np.ndarray]) -> np.ndarray:
+    """Median over each set of pixels of every frame of a (B, P) block: (n_sets, B); ones for an
+    empty set."""
+    out = np.ones((len(pixel_sets), flat.shape[0]), np.float32)
+    for j, pixels in enumerate(pixel_sets):
+        if pixels.size:
+            out[j] = median_last(flat[:, pixels])
+    return out
 
 
 def _clean_footprint(a: np.ndarray, centre: tuple[int, int]) -> np.ndarray | None:

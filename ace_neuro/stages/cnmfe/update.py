@@ -34,6 +34,7 @@ from scipy import ndimage
 from scipy.sparse.linalg import splu
 
 from .background import N_HARMONICS, RingAccumulator, RingFilter, RingModel
+from .boxsums import BoxSums
 from .stream import downsample_space
 
 log = logging.getLogger(__name__)
@@ -197,15 +198,15 @@ def spatial_products(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, d
     its down-sampled counterpart on that margin; ``F`` is applied once per component afterwards,
     not to every frame.
     """
-    K = len(regions)
-    out = [np.zeros((r.r1 - r.r0, r.c1 - r.c0)) for r in regions]
-    if K == 0:
-        return out
+    if not regions:
+        return []
     s = ring.ssub_B
     low_dims = ring.coef.shape[1:]
     reach = ring.radius + 3  # ring, bilinear neighbours and the tile of each grid pixel
-    low_boxes = [_low_box(r, s, reach, low_dims) for r in regions]
-    low = [np.zeros((b[1] - b[0], b[3] - b[2])) for b in low_boxes]
+    low_boxes = [_low_box(r, s, reach, low_dims) if r.mask.size else (0, 0, 0, 0) for r in regions]
+    boxes = BoxSums([(r.r0, r.r1, r.c0, r.c1) for r in regions])
+    low_sums = BoxSums(low_boxes)
+    out, low = boxes.zeros(), low_sums.zeros()
     C = np.asarray(C, np.float32)
     weights = C if weights is None else np.asarray(weights, np.float32)
     for t0, block in source:
@@ -213,13 +214,8 @@ def spatial_products(source, A: sp.csc_matrix, C: np.ndarray, ring: RingModel, d
         if not Cb.any():
             continue
         y = np.asarray(block, np.float32) - ring.b0  # small numbers: no float32 cancellation
-        yl = downsample_space(y, s)
-        for k, r in enumerate(regions):
-            if not r.mask.size or not Cb[k].any():
-                continue
-            out[k] += np.tensordot(Cb[k], y[:, r.r0:r.r1, r.c0:r.c1], axes=(0, 0))
-            b = low_boxes[k]
-            low[k] += np.tensordot(Cb[k], yl[:, b[0]:b[1], b[2]:b[3]], axes=(0, 0))
+        boxes.add(out, Cb, y)
+        low_sums.add(low, Cb, downsample_space(y, s))
     Q = (C.astype(np.float64) @ weights.T.astype(np.float64)).astype(np.float32)
     A = sp.csc_matrix(A, dtype=np.float32)
     live = [k for k, r in enumerate(regions) if r.mask.size]
