@@ -6,7 +6,8 @@ For one seed pixel, CNMF-E (``extract_ac`` in CaImAn) looks at a box of
 1. correlates every pixel's filtered trace with the seed's: pixels above 0.9
    are the neuron's core, pixels below 0.3 are background;
 2. takes the neuron's trace ``c`` as the mean normalised filtered trace of the
-   core, and a background trace as the median raw value of the background pixels;
+   core, and a background trace as the median raw value of the background pixels
+   (here of an even sample of at most 256 of them);
 3. regresses the raw data of the box on ``[c, background, 1]``; the coefficient
    of ``c`` is the footprint ``a`` (clipped at 0, kept connected).
 
