@@ -204,10 +204,9 @@ def extract_seeds(blocks: Iterable[tuple[int, np.ndarray]], stats: FilteredStats
 
 def _box_image(values: np.ndarray, box, dims: tuple[int, int]) -> sp.csr_matrix:
     """A box's values as one sparse row over the whole (C-order) frame."""
-    r0, r1, c0, c1 = box
-    yy, xx = np.nonzero(values)
-    cols = (yy + r0) * dims[1] + xx + c0
-    return sp.csr_matrix((values[yy, xx], (np.zeros(len(cols), int), cols)), shape=(1, dims[0] * dims[1]))
+    nz = values != 0
+    cols = _box_pixels(nz, box, dims)
+    return sp.csr_matrix((values[nz], (np.zeros(len(cols), int), cols)), shape=(1, dims[0] * dims[1]))
 
 
 def _box_pixels(mask: np.ndarray, box, dims: tuple[int, int]) -> np.ndarray:
